@@ -1,0 +1,1 @@
+"""The Qt-free engine: data, models, hybrid network, schedules, training, metrics, runs and inference."""

@@ -1,0 +1,195 @@
+"""The run folder: config, per-epoch metrics, per-step routing, checkpoints and summary.
+
+    OUT/<timestamp>-<name>/
+        config.json          the full training configuration
+        metrics.csv          one row per epoch, appended as epochs end
+        routing.csv          one row per step: step, epoch, p, mask as a 0/1 string per swap position
+        checkpoints/last.pt  everything a resume needs, written atomically every epoch
+        checkpoints/best.pt  the best epoch by the validation metric
+        summary.json         status, best epoch and metrics, test metrics; rewritten atomically
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from .errors import IKDError
+
+CONFIG_FILE = "config.json"
+METRICS_FILE = "metrics.csv"
+ROUTING_FILE = "routing.csv"
+SUMMARY_FILE = "summary.json"
+ROUTING_COLUMNS = ("step", "epoch", "p", "mask")
+
+
+def write_json_atomically(path: Path, data: Any) -> None:
+    handle, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(handle, "w") as stream:
+        json.dump(data, stream, indent=2)
+    os.replace(tmp, path)
+
+
+class RunFolder:
+    """Writes one run's logs. Rows are flushed as they are written, so a crash loses nothing logged."""
+
+    def __init__(self, path: Path, metric_columns: list[str]):
+        self.path = path
+        self.metric_columns = metric_columns
+        self.checkpoints = path / "checkpoints"
+        self.checkpoints.mkdir(parents=True, exist_ok=True)
+        self._metrics = self._open_csv(METRICS_FILE, metric_columns)
+        self._routing = self._open_csv(ROUTING_FILE, list(ROUTING_COLUMNS))
+
+    @classmethod
+    def create(cls, out: str | os.PathLike, name: str, config: dict, metric_columns: list[str]) -> "RunFolder":
+        out = Path(out).expanduser()
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "run"
+        try:
+            out.mkdir(parents=True, exist_ok=True)
+            path = out / f"{stamp}-{slug}"
+            suffix = 1
+            while path.exists():
+                suffix += 1
+                path = out / f"{stamp}-{slug}-{suffix}"
+            path.mkdir()
+            write_json_atomically(path / CONFIG_FILE, config)
+        except OSError as exc:
+            raise IKDError(f"cannot write the run folder in {out}: {exc.strerror or exc}") from exc
+        return cls(path, metric_columns)
+
+    @classmethod
+    def reopen(cls, path: Path, metric_columns: list[str], keep_epochs: int, keep_steps: int) -> "RunFolder":
+        """Open an existing run for resuming, dropping log rows written after its last checkpoint."""
+        _truncate_csv(path / METRICS_FILE, lambda row: int(row["epoch"]) <= keep_epochs)
+        _truncate_csv(path / ROUTING_FILE, lambda row: int(row["step"]) < keep_steps)
+        return cls(path, metric_columns)
+
+    def _open_csv(self, name: str, columns: list[str]):
+        path = self.path / name
+        new = not path.exists() or path.stat().st_size == 0
+        stream = open(path, "a", newline="", buffering=1)
+        writer = csv.DictWriter(stream, fieldnames=columns, extrasaction="ignore")
+        if new:
+            writer.writeheader()
+        return stream, writer
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.checkpoints / "last.pt"
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.checkpoints / "best.pt"
+
+    def log_epoch(self, row: dict) -> None:
+        self._metrics[1].writerow(row)
+        self._metrics[0].flush()
+
+    def log_step(self, step: int, epoch: int, p: float, mask: Iterable[int]) -> None:
+        self._routing[1].writerow({"step": step, "epoch": epoch, "p": f"{p:.6g}",
+                                   "mask": "".join(str(int(m)) for m in mask)})
+
+    def write_summary(self, summary: dict) -> None:
+        write_json_atomically(self.path / SUMMARY_FILE, summary)
+
+    def close(self) -> None:
+        for stream, _ in (self._metrics, self._routing):
+            stream.close()
+
+
+def _truncate_csv(path: Path, keep) -> None:
+    if not path.exists():
+        return
+    with open(path, newline="") as stream:
+        reader = csv.DictReader(stream)
+        columns = reader.fieldnames or []
+        rows = []
+        for row in reader:
+            try:
+                if keep(row):
+                    rows.append(row)
+            except (TypeError, ValueError):  # a line cut short by a crash
+                break
+    handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    with os.fdopen(handle, "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(tmp, path)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reading runs back (CLI, app history, monitor mode)
+
+
+def is_run_folder(path: str | os.PathLike) -> bool:
+    return (Path(path) / CONFIG_FILE).is_file()
+
+
+def read_config(run: str | os.PathLike) -> dict:
+    path = Path(run) / CONFIG_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise IKDError(f"not a run folder (no readable {CONFIG_FILE}): {run}") from exc
+
+
+def read_summary(run: str | os.PathLike) -> dict:
+    try:
+        return json.loads((Path(run) / SUMMARY_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _float_or_none(text: str) -> float | None:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def read_metrics(run: str | os.PathLike) -> list[dict[str, float | None]]:
+    """Per-epoch rows with numeric values (None where empty); rows cut short by a crash are dropped."""
+    path = Path(run) / METRICS_FILE
+    if not path.exists():
+        return []
+    with open(path, newline="") as stream:
+        rows = [{k: _float_or_none(v) for k, v in row.items() if k is not None} for row in csv.DictReader(stream)]
+    return [row for row in rows if row.get("epoch") is not None]
+
+
+def read_routing(run: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(steps, epochs, p, masks [steps x positions] uint8) from routing.csv; empty arrays when absent."""
+    path = Path(run) / ROUTING_FILE
+    steps, epochs, ps, masks = [], [], [], []
+    if path.exists():
+        with open(path, newline="") as stream:
+            for row in csv.DictReader(stream):
+                mask = row.get("mask") or ""
+                if not mask or (masks and len(mask) != len(masks[0])) or row.get("p") is None:
+                    continue  # a half-written last line
+                steps.append(int(row["step"]))
+                epochs.append(int(row["epoch"]))
+                ps.append(float(row["p"]))
+                masks.append(mask)
+    mask_array = (np.frombuffer("".join(masks).encode(), np.uint8).reshape(len(masks), -1) - ord("0")
+                  if masks else np.zeros((0, 0), np.uint8))
+    return np.asarray(steps, np.int64), np.asarray(epochs, np.int64), np.asarray(ps, np.float64), mask_array
+
+
+def list_runs(out: str | os.PathLike) -> list[Path]:
+    """Run folders directly below `out`, newest first."""
+    out = Path(out)
+    if not out.is_dir():
+        return []
+    return sorted((p for p in out.iterdir() if is_run_folder(p)), key=lambda p: p.name, reverse=True)
