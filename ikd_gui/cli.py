@@ -109,7 +109,7 @@ class ConsoleObserver:
         if self.prepare_bar is None or self.prepare_bar.desc != what:
             if self.prepare_bar is not None:
                 self.prepare_bar.close()
-            self.prepare_bar = tqdm(total=total, desc=what, unit="img", file=sys.stderr, leave=False)
+            self.prepare_bar = tqdm(total=total, desc=what, unit="img", file=sys.stderr, leave=False, disable=None)
         self.prepare_bar.update(done - self.prepare_bar.n)
 
     def on_start(self, event) -> None:
@@ -119,8 +119,9 @@ class ConsoleObserver:
         if not self.quiet:
             from tqdm import tqdm
 
+            # disable=None: a bar on a terminal, none in a log file or pipe.
             self.bar = tqdm(total=event.total_steps, initial=event.start_step, unit="step", file=sys.stderr,
-                            dynamic_ncols=True)
+                            dynamic_ncols=True, disable=None)
 
     def on_batch(self, event) -> None:
         if self.bar is not None:

@@ -121,3 +121,15 @@ class HybridNet(nn.Module):
                     x = teacher_block(x)
         x = torch.flatten(s.avgpool(x), 1)
         return s.fc(x)
+
+
+def check_architectures(teacher_arch: str, student_arch: str) -> list[SwapPosition]:
+    """Swap positions of two registered architectures, or IKDError saying why they cannot be paired.
+
+    Builds both on the meta device: no memory, no time, so the app can check on every change.
+    """
+    from .models import build_model
+
+    with torch.device("meta"):
+        teacher, student = build_model(teacher_arch, 2), build_model(student_arch, 2)
+    return check_pairing(teacher, student)

@@ -112,8 +112,9 @@ def read_checkpoint_file(path: str | os.PathLike) -> Any:
     except pickle.UnpicklingError as exc:
         raise IKDError(f"{path.name}: refused to load: the file holds objects other than weights, and "
                        "loading it could run code (only weights_only checkpoints are accepted)") from exc
-    except (RuntimeError, EOFError, OSError, ValueError, KeyError) as exc:
-        raise IKDError(f"{path.name}: not a PyTorch checkpoint or damaged ({str(exc).splitlines()[0]})") from exc
+    except Exception as exc:  # a damaged or foreign file makes the unpickler fail in many different ways
+        first_line = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise IKDError(f"{path.name}: not a PyTorch checkpoint or damaged ({first_line})") from exc
 
 
 def _unwrap_state_dict(payload: Any, name: str) -> dict[str, torch.Tensor]:

@@ -21,7 +21,7 @@ from torch import nn
 
 from . import data as data_mod
 from .errors import IKDError
-from .hybrid import HybridNet
+from .hybrid import HybridNet, check_architectures
 from .metrics import classification_metrics
 from .models import build_model, checkpoint_payload, load_checkpoint, save_atomically
 from .preprocess import Normalisation, augment_batch, normalise, to_network_input, to_unit_grey
@@ -231,10 +231,10 @@ class PreparedData:
     val_origin: str
 
 
-def prepare_data(config: TrainConfig, observer: TrainingObserver | None = None) -> PreparedData:
-    """Scan, split and decode (once, through the cache) the data of a run; bad files are skipped by name."""
+def prepare_data(config: TrainConfig, scan: data_mod.DatasetScan,
+                 observer: TrainingObserver | None = None) -> PreparedData:
+    """Split and decode (once, through the cache) the data of a run; bad files are skipped by name."""
     observer = observer or TrainingObserver()
-    scan = data_mod.scan_dataset(config.data, config.labels)
     splits, origin = data_mod.resolve_splits(scan, config.val_fraction, config.seed)
     cache_dir = (Path(config.cache_dir) if config.cache_dir else data_mod.default_cache_dir()) if config.cache else None
     skipped = list(scan.skipped)
@@ -329,22 +329,26 @@ class _Trainer:
 
     def build(self) -> None:
         c = self.config
-        self.data = prepare_data(c, self.observer)
+        # Everything that can be wrong with the user's choices is checked before the (slow) decoding.
+        scan = data_mod.scan_dataset(c.data, c.labels)
+        self.classes = scan.classes
+        teacher_ckpt = None
+        if c.mode in ("ikd", "kd"):
+            teacher_ckpt = load_checkpoint(c.teacher, classes=self.classes if c.mode == "kd" else None)
+            if c.mode == "ikd":
+                check_architectures(teacher_ckpt.arch, c.arch)
+        init_ckpt = (load_checkpoint(c.init_checkpoint, arch=c.arch, classes=self.classes, reinit_head=c.reinit_head)
+                     if c.init_checkpoint else None)
+
+        self.data = prepare_data(c, scan, self.observer)
         for path, reason in self.data.skipped:
             self.observer.on_message("warning", f"skipped {path.name}: {reason}")
-        self.classes = self.data.classes
         torch.manual_seed(c.seed)
-
-        if c.init_checkpoint:
-            self.model = load_checkpoint(c.init_checkpoint, arch=c.arch, classes=self.classes,
-                                         reinit_head=c.reinit_head).build()
-        else:
-            self.model = build_model(c.arch, len(self.classes), imagenet=c.imagenet)
+        self.model = init_ckpt.build() if init_ckpt else build_model(c.arch, len(self.classes), imagenet=c.imagenet)
 
         self.teacher = None
         self.hybrid = None
-        if c.mode in ("ikd", "kd"):
-            teacher_ckpt = load_checkpoint(c.teacher, classes=self.classes if c.mode == "kd" else None)
+        if teacher_ckpt is not None:
             self.teacher = teacher_ckpt.build()
             self.teacher_arch = teacher_ckpt.arch
             self.teacher.requires_grad_(False)
