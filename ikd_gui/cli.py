@@ -53,7 +53,10 @@ def _add_train(sub) -> None:
     p.add_argument("--patience", type=int, default=d.patience, help="early stopping patience in epochs")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N or mps")
-    p.add_argument("--no-amp", dest="amp", action="store_false", help="disable mixed precision on CUDA")
+    p.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), default="auto",
+                   help="mixed precision: auto = bf16 (else fp16) on CUDA, full precision elsewhere")
+    p.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                   help="channels-last memory format (default: on CUDA only)")
     p.add_argument("--no-cache", dest="cache", action="store_false", help="decode images every run")
     p.add_argument("--out", default=d.out, help="folder that receives the run folder")
     p.add_argument("--name", default=d.name)

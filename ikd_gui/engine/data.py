@@ -419,12 +419,12 @@ def _load_cache_entry(entry: Path, count: int, size: int):
     pixels_file, meta_file = entry.with_suffix(".npy"), entry.with_suffix(".json")
     try:
         meta = json.loads(meta_file.read_text())
-        pixels = np.load(pixels_file, mmap_mode="r")
+        pixels = np.load(pixels_file, allow_pickle=False)
     except (OSError, ValueError):
         return None
     if pixels.shape != (count, size, size) or pixels.dtype != np.uint8 or len(meta.get("ok", [])) != count:
         return None
-    return np.ascontiguousarray(pixels), np.asarray(meta["ok"], bool), dict(meta.get("errors", {}))
+    return pixels, np.asarray(meta["ok"], bool), dict(meta.get("errors", {}))
 
 
 def _store_cache_entry(entry: Path, pixels: np.ndarray, ok: np.ndarray, errors: dict[str, str]) -> None:

@@ -35,19 +35,18 @@ def to_unit_grey(pixels: torch.Tensor, device: torch.device) -> torch.Tensor:
     return pixels.to(device, non_blocking=True).unsqueeze(1).float().div_(255.0)
 
 
-def normalise(x: torch.Tensor, normalisation: Normalisation) -> torch.Tensor:
-    """float [N, 1, H, W] in [0, 1] -> normalised [N, 3, H, W] (channels_last on CUDA)."""
+def normalise(x: torch.Tensor, normalisation: Normalisation, channels_last: bool = False) -> torch.Tensor:
+    """float [N, 1, H, W] in [0, 1] -> normalised [N, 3, H, W]."""
     mean = torch.tensor(normalisation.mean, device=x.device).view(1, 3, 1, 1)
     std = torch.tensor(normalisation.std, device=x.device).view(1, 3, 1, 1)
     x = (x.expand(-1, 3, -1, -1) - mean) / std
-    if x.device.type == "cuda":
-        x = x.contiguous(memory_format=torch.channels_last)
-    return x
+    return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
-def to_network_input(pixels: torch.Tensor, device: torch.device, normalisation: Normalisation) -> torch.Tensor:
+def to_network_input(pixels: torch.Tensor, device: torch.device, normalisation: Normalisation,
+                     channels_last: bool = False) -> torch.Tensor:
     """uint8 [N, H, W] grey -> the normalised float [N, 3, H, W] the network takes."""
-    return normalise(to_unit_grey(pixels, device), normalisation)
+    return normalise(to_unit_grey(pixels, device), normalisation, channels_last)
 
 
 def augment_batch(x: torch.Tensor, generator: torch.Generator, degrees: float = 7.0, zoom: float = 0.1,

@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import re
@@ -110,16 +111,18 @@ class RunFolder:
 def _truncate_csv(path: Path, keep) -> None:
     if not path.exists():
         return
-    with open(path, newline="") as stream:
-        reader = csv.DictReader(stream)
-        columns = reader.fieldnames or []
-        rows = []
-        for row in reader:
-            try:
-                if keep(row):
-                    rows.append(row)
-            except (TypeError, ValueError):  # a line cut short by a crash
-                break
+    text = path.read_text()
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]  # a line cut short by a crash: even its first field may be partial
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    columns = reader.fieldnames or []
+    rows = []
+    for row in reader:
+        try:
+            if keep(row):
+                rows.append(row)
+        except (TypeError, ValueError):
+            break
     handle, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     with os.fdopen(handle, "w", newline="") as stream:
         writer = csv.DictWriter(stream, fieldnames=columns)

@@ -32,6 +32,7 @@ MODES = ("teacher", "student", "ikd", "kd")
 OPTIMIZERS = ("adamw", "sgd")
 LR_SCHEDULES = ("cosine", "step", "constant")
 BALANCING = ("weights", "sampler", "none")
+AMP_CHOICES = (True, False, "auto", "off", "bf16", "fp16")
 MONITORS = {"val_balanced_accuracy": "max", "val_accuracy": "max", "val_loss": "min", "val_auc": "max"}
 
 
@@ -70,7 +71,8 @@ class TrainConfig:
     min_delta: float = 0.002
     seed: int = 0
     device: str = "auto"
-    amp: bool = True
+    amp: bool | str = True  # True/"auto": bf16 (else fp16) on CUDA only; "bf16" on any device; False/"off"
+    channels_last: bool | None = None  # None: on CUDA only
     cache: bool = True
     cache_dir: str | None = None
     out: str = "runs"
@@ -91,6 +93,8 @@ class TrainConfig:
             raise IKDError("image size must be at least 32 pixels (ResNets downsample 32 times)")
         if not self.lr > 0:
             raise IKDError("learning rate must be positive")
+        if self.amp not in AMP_CHOICES:
+            raise IKDError(f"amp must be one of {', '.join(map(str, AMP_CHOICES))} (got {self.amp!r})")
         self.make_schedule()
 
     def make_schedule(self) -> Schedule:
@@ -281,7 +285,7 @@ def learning_rate(config: TrainConfig, step: int, total_steps: int, steps_per_ep
 
 def evaluate(model: nn.Module, pixels: torch.Tensor, labels: torch.Tensor, classes: list[str],
              device: torch.device, batch_size: int = 64, normalisation: Normalisation | None = None,
-             amp_dtype: torch.dtype | None = None) -> tuple[dict, np.ndarray]:
+             amp_dtype: torch.dtype | None = None, channels_last: bool = False) -> tuple[dict, np.ndarray]:
     """Metrics and class probabilities of `model` in eval mode on uint8 images; metrics include `loss`."""
     normalisation = normalisation or Normalisation()
     was_training = model.training
@@ -289,7 +293,7 @@ def evaluate(model: nn.Module, pixels: torch.Tensor, labels: torch.Tensor, class
     probabilities, losses = [], []
     with torch.inference_mode():
         for start in range(0, len(labels), batch_size):
-            x = to_network_input(pixels[start:start + batch_size], device, normalisation)
+            x = to_network_input(pixels[start:start + batch_size], device, normalisation, channels_last)
             with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
                 logits = model(x)
             logits = logits.float()
@@ -303,9 +307,18 @@ def evaluate(model: nn.Module, pixels: torch.Tensor, labels: torch.Tensor, class
     return metrics, probs
 
 
-def _amp_dtype(device: torch.device, enabled: bool) -> torch.dtype | None:
-    if not enabled or device.type != "cuda":
+def autocast_dtype(device: torch.device, amp: bool | str) -> torch.dtype | None:
+    """The mixed-precision dtype for `amp` on `device`, or None for full precision."""
+    if amp in (False, "off"):
         return None
+    if amp == "bf16":
+        return torch.bfloat16
+    if device.type != "cuda":
+        if amp == "fp16":
+            raise IKDError("fp16 mixed precision needs a CUDA device; use bf16 on the CPU")
+        return None  # "auto": CPU autocast rarely pays off, so full precision
+    if amp == "fp16":
+        return torch.float16
     return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
 
 
@@ -322,7 +335,8 @@ class _Trainer:
         self.observer = observer or TrainingObserver()
         self.cancel = cancel or CancelToken()
         self.device = select_device(config.device)
-        self.amp_dtype = _amp_dtype(self.device, config.amp)
+        self.amp_dtype = autocast_dtype(self.device, config.amp)
+        self.channels_last = self.device.type == "cuda" if config.channels_last is None else config.channels_last
         self.normalisation = Normalisation()
 
     # -- building ---------------------------------------------------------------------------------------
@@ -359,8 +373,9 @@ class _Trainer:
                 self.schedule.check_positions(self.hybrid.num_positions)
         self.network = self.hybrid if self.hybrid is not None else self.model
         self.network.to(self.device)
-        if self.device.type == "cuda":
+        if self.channels_last:
             self.network.to(memory_format=torch.channels_last)
+        if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
 
         params = [p for p in self.model.parameters() if p.requires_grad]
@@ -497,7 +512,7 @@ class _Trainer:
             x = to_unit_grey(self.train_pixels[index.to(self.train_pixels.device)], self.device)
             if c.augment:
                 x = augment_batch(x, self.augment_generator)
-            x = normalise(x, self.normalisation)
+            x = normalise(x, self.normalisation, self.channels_last)
             y = self.train_labels[index.to(self.train_labels.device)]
 
             p = 1.0
@@ -577,7 +592,8 @@ class _Trainer:
                     break
                 train_loss, train_acc, share = result
                 val, _ = evaluate(self.model, self.data.pixels["val"], self.data.labels["val"], self.classes,
-                                  self.device, normalisation=self.normalisation, amp_dtype=self.amp_dtype)
+                                  self.device, normalisation=self.normalisation, amp_dtype=self.amp_dtype,
+                                  channels_last=self.channels_last)
                 self.epoch += 1
                 is_best = self._improved(val)
                 if is_best:
@@ -633,7 +649,8 @@ class _Trainer:
             if "test" in self.data.labels and status != "cancelled":
                 # The test split is reported on, once, with the selected model; it never chose anything.
                 test, _ = evaluate(self.model, self.data.pixels["test"], self.data.labels["test"], self.classes,
-                                   self.device, normalisation=self.normalisation, amp_dtype=self.amp_dtype)
+                                   self.device, normalisation=self.normalisation, amp_dtype=self.amp_dtype,
+                                  channels_last=self.channels_last)
         run_folder.write_summary(self.summary(status, message, best_val, test))
         run_folder.close()
         event = RunFinished(status, run_folder.path, message, self.best_epoch, best_path, best_val, test)

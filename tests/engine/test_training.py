@@ -150,3 +150,16 @@ def test_user_errors_are_raised_before_training(tmp_path, demo_data, trained):
         training.train(tiny_config(demo_data, tmp_path, mode="ikd", arch="resnet50", teacher=str(trained["teacher"])))
     with pytest.raises(IKDError, match="not found"):
         training.train(tiny_config(tmp_path / "nothing", tmp_path))
+
+
+def test_the_cuda_fast_path_runs_on_the_cpu_with_bf16_and_channels_last(tmp_path, demo_data, trained):
+    """AMP and channels_last are what a GPU run uses; here they run through the same code on the CPU."""
+    recorder = Recorder()
+    result = training.train(tiny_config(demo_data, tmp_path, mode="ikd", teacher=str(trained["teacher"]),
+                                        amp="bf16", channels_last=True, image_size=32), recorder)
+    assert result.status == "completed"
+    assert all(torch.isfinite(torch.tensor(b.loss)) for b in recorder.batches)
+    state = load_checkpoint(result.best_checkpoint).state_dict
+    assert all(v.dtype == torch.float32 for k, v in state.items() if v.is_floating_point())
+    with pytest.raises(IKDError, match="fp16 mixed precision needs a CUDA"):
+        training.train(tiny_config(demo_data, tmp_path, amp="fp16"))
