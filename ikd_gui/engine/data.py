@@ -86,7 +86,7 @@ def is_hidden(name: str) -> bool:
     return name.startswith(".") or name in {"Thumbs.db", "desktop.ini", "__MACOSX"}
 
 
-def _list_files(folder: Path, skipped: list[tuple[Path, str]]) -> list[Path]:
+def list_image_files(folder: Path, skipped: list[tuple[Path, str]]) -> list[Path]:
     """Image files below `folder`, sorted; other files are reported in `skipped`.
 
     Symbolic links to folders are not followed, which also makes link loops harmless.
@@ -152,17 +152,22 @@ def scan_dataset(root: str | os.PathLike, label_scheme: str = "binary") -> Datas
         layout = "folders"
         split_dirs = {"train": root}
 
-    # Folder classes are the union over splits, so a split missing one class still gets consistent labels.
-    folder_classes = sorted({p.name for d in split_dirs.values() for p in _class_folders(d)})
-    if not folder_classes:
-        raise IKDError(f"no class folders in {root}: expected {{train,val,test}}/CLASS/ or CLASS/ sub-folders")
-
     files_by_split: dict[str, list[tuple[Path, str]]] = {}
     for split, split_dir in split_dirs.items():
         entries = []
         for class_dir in _class_folders(split_dir):
-            entries.extend((path, class_dir.name) for path in _list_files(class_dir, skipped))
+            entries.extend((path, class_dir.name) for path in list_image_files(class_dir, skipped))
         files_by_split[split] = entries
+
+    # Classes are the folders holding images in any split, so a split missing one class still gets the same
+    # labels, and an empty folder does not become a class nobody can learn.
+    all_folders = sorted({p.name for d in split_dirs.values() for p in _class_folders(d)})
+    folder_classes = sorted({name for entries in files_by_split.values() for _, name in entries})
+    for name in sorted(set(all_folders) - set(folder_classes)):
+        skipped.append((Path(name), "class folder holds no images; ignored"))
+    if not folder_classes:
+        raise IKDError(f"no images in class folders under {root}: expected {{train,val,test}}/CLASS/ or CLASS/ "
+                       "sub-folders with image files")
 
     if label_scheme == "three-class":
         if {c.upper() for c in folder_classes} != {"NORMAL", "PNEUMONIA"}:

@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .data import IMAGE_EXTENSIONS, ImageDecodeError, decode_for_network, is_hidden, resize_grey
+from .data import ImageDecodeError, decode_for_network, list_image_files, resize_grey
 from .errors import IKDError
 from .models import Checkpoint, load_checkpoint
 from .preprocess import Normalisation, to_network_input
@@ -81,12 +81,11 @@ class Predictor:
 
 
 def image_files(inputs: Sequence[str | os.PathLike]) -> list[Path]:
-    """Expand folders (recursively, sorted) into the image files they hold; files are kept as given."""
+    """Expand folders (recursively, sorted, links to folders not followed) into their image files."""
     files: list[Path] = []
     for item in map(Path, inputs):
         if item.is_dir():
-            files.extend(sorted(p for p in item.rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS
-                                and p.is_file() and not any(is_hidden(part) for part in p.relative_to(item).parts)))
+            files.extend(list_image_files(item, skipped=[]))
         elif item.exists():
             files.append(item)
         else:

@@ -108,13 +108,19 @@ class RunFolder:
             stream.close()
 
 
+def _complete_rows(path: Path) -> csv.DictReader:
+    """A reader over the CSV's complete lines: a last line cut short by a crash (no newline) is dropped,
+    since even its first field may be partial."""
+    text = path.read_text()
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    return csv.DictReader(io.StringIO(text, newline=""))
+
+
 def _truncate_csv(path: Path, keep) -> None:
     if not path.exists():
         return
-    text = path.read_text()
-    if text and not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]  # a line cut short by a crash: even its first field may be partial
-    reader = csv.DictReader(io.StringIO(text, newline=""))
+    reader = _complete_rows(path)
     columns = reader.fieldnames or []
     rows = []
     for row in reader:
@@ -162,32 +168,23 @@ def _float_or_none(text: str) -> float | None:
 
 
 def read_metrics(run: str | os.PathLike) -> list[dict[str, float | None]]:
-    """Per-epoch rows with numeric values (None where empty); rows cut short by a crash are dropped."""
+    """Per-epoch rows with numeric values (None where empty)."""
     path = Path(run) / METRICS_FILE
     if not path.exists():
         return []
-    with open(path, newline="") as stream:
-        rows = [{k: _float_or_none(v) for k, v in row.items() if k is not None} for row in csv.DictReader(stream)]
+    rows = [{k: _float_or_none(v) for k, v in row.items() if k is not None} for row in _complete_rows(path)]
     return [row for row in rows if row.get("epoch") is not None]
 
 
 def read_routing(run: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(steps, epochs, p, masks [steps x positions] uint8) from routing.csv; empty arrays when absent."""
+    """(steps, epochs, p, masks [steps x positions] uint8) from routing.csv; masks have 0 columns outside ikd."""
     path = Path(run) / ROUTING_FILE
-    steps, epochs, ps, masks = [], [], [], []
-    if path.exists():
-        with open(path, newline="") as stream:
-            for row in csv.DictReader(stream):
-                mask = row.get("mask") or ""
-                if not mask or (masks and len(mask) != len(masks[0])) or row.get("p") is None:
-                    continue  # a half-written last line
-                steps.append(int(row["step"]))
-                epochs.append(int(row["epoch"]))
-                ps.append(float(row["p"]))
-                masks.append(mask)
-    mask_array = (np.frombuffer("".join(masks).encode(), np.uint8).reshape(len(masks), -1) - ord("0")
-                  if masks else np.zeros((0, 0), np.uint8))
-    return np.asarray(steps, np.int64), np.asarray(epochs, np.int64), np.asarray(ps, np.float64), mask_array
+    rows = list(_complete_rows(path)) if path.exists() else []
+    masks = "".join(row["mask"] for row in rows)
+    width = len(rows[0]["mask"]) if rows else 0
+    mask_array = np.frombuffer(masks.encode(), np.uint8).reshape(len(rows), width) - ord("0")
+    return (np.array([int(r["step"]) for r in rows], np.int64), np.array([int(r["epoch"]) for r in rows], np.int64),
+            np.array([float(r["p"]) for r in rows], np.float64), mask_array)
 
 
 def list_runs(out: str | os.PathLike) -> list[Path]:

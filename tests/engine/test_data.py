@@ -55,7 +55,7 @@ def test_class_per_folder_tree_and_other_files_reported(tmp_path, demo_data):
 def test_missing_and_empty_folders_are_one_line_errors(tmp_path):
     with pytest.raises(IKDError, match="not found"):
         data.scan_dataset(tmp_path / "nope")
-    with pytest.raises(IKDError, match="no class folders"):
+    with pytest.raises(IKDError, match="no images in class folders"):
         data.scan_dataset(tmp_path)
 
 
