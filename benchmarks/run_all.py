@@ -138,7 +138,7 @@ def bench_input(device, quick) -> list[dict]:
         pixels = torch.from_numpy(decoded.pixels)
         order = torch.randperm(len(paths), generator=generator)
         for i in range(0, len(paths), batch):
-            x = normalise(augment_batch(to_unit_grey(pixels[order[i:i + batch]], device), generator), Normalisation())
+            normalise(augment_batch(to_unit_grey(pixels[order[i:i + batch]], device), generator), Normalisation())
         if device.type == "cuda":
             torch.cuda.synchronize()
         cache_rate = len(paths) / (time.perf_counter() - start)

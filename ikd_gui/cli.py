@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
-from pathlib import Path
 
 from . import __version__
 from .engine.errors import IKDError
@@ -52,6 +52,7 @@ def _add_train(sub) -> None:
     p.add_argument("--monitor", choices=list(MONITORS), default=d.monitor)
     p.add_argument("--patience", type=int, default=d.patience, help="early stopping patience in epochs")
     p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--split-seed", type=int, default=None, help="seed of the validation split (default: --seed)")
     p.add_argument("--device", default=d.device, help="auto, cpu, cuda, cuda:N or mps")
     p.add_argument("--amp", choices=("auto", "bf16", "fp16", "off"), default="auto",
                    help="mixed precision: auto = bf16 (else fp16) on CUDA, full precision elsewhere")
@@ -60,6 +61,8 @@ def _add_train(sub) -> None:
     p.add_argument("--no-cache", dest="cache", action="store_false", help="decode images every run")
     p.add_argument("--out", default=d.out, help="folder that receives the run folder")
     p.add_argument("--name", default=d.name)
+    p.add_argument("--audit-routing", action="store_true",
+                   help="under torchrun, every rank also writes routing.rankN.csv (to check they agree)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
@@ -80,6 +83,8 @@ def cmd_train(args) -> int:
             values["schedule"] = "fixed"
         result = training.train(training.TrainConfig(**values), observer)
     observer.close()
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 1 if result.status == "failed" else 0  # under torchrun, rank 0 speaks for the job
     print(f"{result.status}: {result.message}", file=sys.stderr)
     if result.best_val:
         print(f"best epoch {result.best_epoch}: val accuracy {result.best_val['accuracy']:.3f}, balanced "

@@ -326,13 +326,18 @@ def read_grey(path: str | os.PathLike) -> np.ndarray:
         raise ImageDecodeError(f"{path.name}: file not found")
     if path.stat().st_size == 0:
         raise ImageDecodeError(f"{path.name}: empty file")
-    if path.suffix.lower() in DICOM_EXTENSIONS or _has_dicom_preamble(path):
+    if is_dicom_file(path):
         grey = _read_dicom(path)
     else:
         grey = _read_raster(path)
     if grey.ndim != 2 or min(grey.shape) < 1:
         raise ImageDecodeError(f"{path.name}: unexpected image shape {grey.shape}")
     return grey
+
+
+def is_dicom_file(path: Path) -> bool:
+    """By extension, or by the DICM marker that DICOM files carry after their 128-byte preamble."""
+    return path.suffix.lower() in DICOM_EXTENSIONS or _has_dicom_preamble(path)
 
 
 def _has_dicom_preamble(path: Path) -> bool:

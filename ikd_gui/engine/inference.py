@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 import torch
 
-from .data import ImageDecodeError, decode_for_network, list_image_files, resize_grey
+from .data import ImageDecodeError, decode_for_network, list_image_files, resize_grey, three_class_label
 from .errors import IKDError
+from .metrics import classification_metrics
 from .models import Checkpoint, load_checkpoint
 from .preprocess import Normalisation, to_network_input
+
+if TYPE_CHECKING:
+    from .training import CancelToken
 
 
 @dataclass
@@ -43,7 +48,8 @@ class Predictor:
 
     def prepare(self, grey: np.ndarray) -> torch.Tensor:
         """A decoded full-size grey image -> the network's uint8 input at the checkpoint's resolution."""
-        return torch.from_numpy(np.ascontiguousarray(resize_grey(grey, self.image_size)))
+        # A copy: np.asarray of a PIL image is read-only, which torch.from_numpy warns about.
+        return torch.from_numpy(np.array(resize_grey(grey, self.image_size), copy=True))
 
     def probabilities(self, pixels: torch.Tensor) -> np.ndarray:
         """uint8 [N, S, S] at the checkpoint's resolution -> class probabilities [N, K]."""
@@ -91,3 +97,85 @@ def image_files(inputs: Sequence[str | os.PathLike]) -> list[Path]:
         else:
             raise IKDError(f"no such file or folder: {item}")
     return files
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Whole folders (the viewer's folder tab)
+
+# Files per `predict_files` call: each chunk is one batch, one progress step, one table update and one
+# cancellation check.
+CHUNK_SIZE = 32
+
+
+@dataclass(frozen=True)
+class FolderRow:
+    path: str
+    true_class: int | None  # from the file's class sub-folder; None when unlabelled
+    probabilities: np.ndarray | None  # per checkpoint class; None when the file could not be decoded
+    error: str | None = None
+
+    @property
+    def predicted(self) -> int | None:
+        return None if self.probabilities is None else int(np.argmax(self.probabilities))
+
+    @property
+    def confidence(self) -> float | None:
+        return None if self.probabilities is None else float(self.probabilities.max())
+
+
+@dataclass(frozen=True)
+class FolderSummary:
+    folder: str
+    classes: tuple[str, ...]
+    count: int
+    unreadable: int
+    unlabelled: int
+    metrics: dict | None  # metrics.classification_metrics over the labelled, readable files
+    cancelled: bool
+    seconds: float
+
+
+def folder_labels(files: Sequence[Path], folder: Path, classes: Sequence[str], label_scheme: str) -> list[int | None]:
+    """Each file's class from the sub-folder holding it, as an index into the checkpoint's `classes`.
+
+    Folder names match class names case-insensitively; a three-class checkpoint reads NORMAL/PNEUMONIA
+    folders and file names as its training did. Files directly in `folder`, or in a folder that names none
+    of the classes, are unlabelled (None).
+    """
+    index = {name.upper(): i for i, name in enumerate(classes)}
+    labels: list[int | None] = []
+    for path in files:
+        if len(path.relative_to(folder).parts) < 2:
+            labels.append(None)
+            continue
+        name = three_class_label(path, path.parent.name) if label_scheme == "three-class" else path.parent.name
+        labels.append(index.get(name.upper()) if name else None)
+    return labels
+
+
+def run_folder_classification(predictor: Predictor, folder: str | os.PathLike, cancel: "CancelToken",
+                              on_rows: Callable[[list[FolderRow], int, int], None]) -> FolderSummary:
+    """Classify every image below `folder`, reporting rows as they come: on_rows(rows, done, total)."""
+    started = time.perf_counter()
+    folder = Path(folder)
+    files = image_files([folder])
+    meta = predictor.checkpoint.meta
+    label_scheme = meta.get("label_scheme") or meta.get("config", {}).get("labels", "binary")
+    labels = folder_labels(files, folder, predictor.classes, label_scheme)
+    rows: list[FolderRow] = []
+    for start in range(0, len(files), CHUNK_SIZE):
+        if cancel.cancelled:
+            break
+        predictions = predictor.predict_files(files[start:start + CHUNK_SIZE], batch_size=CHUNK_SIZE)
+        chunk = [FolderRow(p.file, label,
+                           None if p.error else np.array([p.probabilities[c] for c in predictor.classes]), p.error)
+                 for p, label in zip(predictions, labels[start:start + CHUNK_SIZE])]
+        rows.extend(chunk)
+        on_rows(chunk, len(rows), len(files))
+
+    scored = [r for r in rows if r.true_class is not None and r.probabilities is not None]
+    metrics = (classification_metrics([r.true_class for r in scored], np.stack([r.probabilities for r in scored]),
+                                      predictor.classes) if scored else None)
+    return FolderSummary(str(folder), tuple(predictor.classes), len(rows), sum(r.error is not None for r in rows),
+                         sum(r.true_class is None for r in rows), metrics, cancel.cancelled,
+                         time.perf_counter() - started)

@@ -47,8 +47,8 @@ class RunFolder:
         self.metric_columns = metric_columns
         self.checkpoints = path / "checkpoints"
         self.checkpoints.mkdir(parents=True, exist_ok=True)
-        self._metrics = self._open_csv(METRICS_FILE, metric_columns)
-        self._routing = self._open_csv(ROUTING_FILE, list(ROUTING_COLUMNS))
+        self._metrics = _open_csv(path / METRICS_FILE, metric_columns)
+        self._routing = _open_csv(path / ROUTING_FILE, list(ROUTING_COLUMNS))
 
     @classmethod
     def create(cls, out: str | os.PathLike, name: str, config: dict, metric_columns: list[str]) -> "RunFolder":
@@ -75,15 +75,6 @@ class RunFolder:
         _truncate_csv(path / ROUTING_FILE, lambda row: int(row["step"]) < keep_steps)
         return cls(path, metric_columns)
 
-    def _open_csv(self, name: str, columns: list[str]):
-        path = self.path / name
-        new = not path.exists() or path.stat().st_size == 0
-        stream = open(path, "a", newline="", buffering=1)
-        writer = csv.DictWriter(stream, fieldnames=columns, extrasaction="ignore")
-        if new:
-            writer.writeheader()
-        return stream, writer
-
     @property
     def last_checkpoint(self) -> Path:
         return self.checkpoints / "last.pt"
@@ -97,8 +88,7 @@ class RunFolder:
         self._metrics[0].flush()
 
     def log_step(self, step: int, epoch: int, p: float, mask: Iterable[int]) -> None:
-        self._routing[1].writerow({"step": step, "epoch": epoch, "p": f"{p:.6g}",
-                                   "mask": "".join(str(int(m)) for m in mask)})
+        self._routing[1].writerow(_routing_row(step, epoch, p, mask))
 
     def write_summary(self, summary: dict) -> None:
         write_json_atomically(self.path / SUMMARY_FILE, summary)
@@ -106,6 +96,57 @@ class RunFolder:
     def close(self) -> None:
         for stream, _ in (self._metrics, self._routing):
             stream.close()
+
+
+def _open_csv(path: Path, columns: list[str]):
+    """An append-mode, line-buffered CSV writer; the header is written when the file is new."""
+    new = not path.exists() or path.stat().st_size == 0
+    stream = open(path, "a", newline="", buffering=1)
+    writer = csv.DictWriter(stream, fieldnames=columns, extrasaction="ignore")
+    if new:
+        writer.writeheader()
+    return stream, writer
+
+
+def _routing_row(step: int, epoch: int, p: float, mask: Iterable[int]) -> dict:
+    return {"step": step, "epoch": epoch, "p": f"{p:.6g}", "mask": "".join(str(int(m)) for m in mask)}
+
+
+class SecondaryRankFolder:
+    """The run folder as seen by a torchrun rank other than 0: it reads checkpoints and writes no logs, except
+    its own routing.rankN.csv when auditing that every rank routes identically."""
+
+    def __init__(self, path: Path, rank: int, audit_routing: bool, keep_steps: int | None = None):
+        self.path = Path(path)
+        self.checkpoints = self.path / "checkpoints"
+        self._routing = None
+        if audit_routing:
+            routing = self.path / f"routing.rank{rank}.csv"
+            if keep_steps is not None:
+                _truncate_csv(routing, lambda row: int(row["step"]) < keep_steps)
+            self._routing = _open_csv(routing, list(ROUTING_COLUMNS))
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.checkpoints / "last.pt"
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.checkpoints / "best.pt"
+
+    def log_step(self, step: int, epoch: int, p: float, mask: Iterable[int]) -> None:
+        if self._routing is not None:
+            self._routing[1].writerow(_routing_row(step, epoch, p, mask))
+
+    def log_epoch(self, row: dict) -> None:
+        """Epoch rows are rank 0's to write."""
+
+    def write_summary(self, summary: dict) -> None:
+        """The summary is rank 0's to write."""
+
+    def close(self) -> None:
+        if self._routing is not None:
+            self._routing[0].close()
 
 
 def _complete_rows(path: Path) -> csv.DictReader:

@@ -12,7 +12,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
@@ -24,8 +23,9 @@ from .errors import IKDError
 from .hybrid import HybridNet, check_architectures
 from .metrics import classification_metrics
 from .models import build_model, checkpoint_payload, load_checkpoint, save_atomically
+from .distributed import ProcessGroup
 from .preprocess import Normalisation, augment_batch, normalise, to_network_input, to_unit_grey
-from .runs import RunFolder, read_config
+from .runs import RunFolder, SecondaryRankFolder, read_config
 from .schedules import Schedule, progress
 
 MODES = ("teacher", "student", "ikd", "kd")
@@ -70,6 +70,7 @@ class TrainConfig:
     patience: int = 5
     min_delta: float = 0.002
     seed: int = 0
+    split_seed: int | None = None  # seed of the validation split; None: `seed` (experiments fix it across seeds)
     device: str = "auto"
     amp: bool | str = True  # True/"auto": bf16 (else fp16) on CUDA only; "bf16" on any device; False/"off"
     channels_last: bool | None = None  # None: on CUDA only
@@ -77,6 +78,11 @@ class TrainConfig:
     cache_dir: str | None = None
     out: str = "runs"
     name: str = ""
+    audit_routing: bool = False  # under torchrun, every rank also writes routing.rankN.csv
+
+    @property
+    def validation_seed(self) -> int:
+        return self.seed if self.split_seed is None else self.split_seed
 
     def validate(self) -> None:
         choices = {"mode": MODES, "optimizer": OPTIMIZERS, "lr_schedule": LR_SCHEDULES, "balance": BALANCING,
@@ -239,7 +245,7 @@ def prepare_data(config: TrainConfig, scan: data_mod.DatasetScan,
                  observer: TrainingObserver | None = None) -> PreparedData:
     """Split and decode (once, through the cache) the data of a run; bad files are skipped by name."""
     observer = observer or TrainingObserver()
-    splits, origin = data_mod.resolve_splits(scan, config.val_fraction, config.seed)
+    splits, origin = data_mod.resolve_splits(scan, config.val_fraction, config.validation_seed)
     cache_dir = (Path(config.cache_dir) if config.cache_dir else data_mod.default_cache_dir()) if config.cache else None
     skipped = list(scan.skipped)
     pixels, labels, paths = {}, {}, {}
@@ -332,9 +338,14 @@ class _Trainer:
     def __init__(self, config: TrainConfig, observer: TrainingObserver | None, cancel: CancelToken | None):
         config.validate()
         self.config = config
-        self.observer = observer or TrainingObserver()
         self.cancel = cancel or CancelToken()
         self.device = select_device(config.device)
+        self.group = ProcessGroup.from_environment(self.device.type)
+        if self.group.active and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.group.local_rank)
+            torch.cuda.set_device(self.device)
+        # Under torchrun only rank 0 reports; the others train silently in lockstep.
+        self.observer = (observer if self.group.is_main else None) or TrainingObserver()
         self.amp_dtype = autocast_dtype(self.device, config.amp)
         self.channels_last = self.device.type == "cuda" if config.channels_last is None else config.channels_last
         self.normalisation = Normalisation()
@@ -375,6 +386,10 @@ class _Trainer:
         self.network.to(self.device)
         if self.channels_last:
             self.network.to(memory_format=torch.channels_last)
+        if self.teacher is not None:
+            self.teacher.to(self.device)  # kd: the teacher is not part of the trained network
+        # Swapped-out student blocks get no gradient in a step: DDP must expect unused parameters in ikd.
+        self.trained_network = self.group.wrap(self.network, self.device, has_unused_parameters=self.hybrid is not None)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
 
@@ -392,7 +407,8 @@ class _Trainer:
                                if c.balance == "sampler" else None)
 
         self.n_train = len(train_labels)
-        self.steps_per_epoch = max(1, self.n_train // c.batch_size)  # drop the last partial batch
+        # Each rank takes every world_size-th sample; the last partial batch is dropped.
+        self.steps_per_epoch = max(1, self.n_train // self.group.world_size // c.batch_size)
         self.total_steps = self.steps_per_epoch * c.epochs
         self.train_pixels = self.data.pixels["train"].to(self.device) if self.device.type != "cpu" else self.data.pixels["train"]
         self.train_labels = train_labels.to(self.device)
@@ -464,6 +480,8 @@ class _Trainer:
         self.best_epoch, self.bad_epochs = early["best_epoch"], int(early["bad_epochs"])
 
     def save(self, path: Path, metrics: dict, with_training_state: bool) -> None:
+        if not self.group.is_main:
+            return
         extra = {"training": self.training_state()} if with_training_state else {}
         try:
             save_atomically(checkpoint_payload(self.model, self.meta(metrics), **extra), path)
@@ -481,7 +499,7 @@ class _Trainer:
     def _loss(self, x: torch.Tensor, y: torch.Tensor, mask: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
         c = self.config
         with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-            logits = self.hybrid(x, mask) if self.hybrid is not None else self.model(x)
+            logits = self.trained_network(x, mask) if self.hybrid is not None else self.trained_network(x)
             hard = F.cross_entropy(logits.float(), y, weight=self.loss_weights)
             if c.mode != "kd":
                 return hard, logits
@@ -496,7 +514,7 @@ class _Trainer:
         """Train one epoch; None when cancelled. Returns (mean loss, accuracy, observed student share)."""
         c = self.config
         self.network.train()
-        order = self._epoch_order()
+        order = self.group.shard(self._epoch_order())  # every rank draws the same order, then takes its share
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), device=self.device, dtype=torch.int64)
         seen = 0
@@ -528,7 +546,7 @@ class _Trainer:
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
             loss, logits = self._loss(x, y, mask)
-            if not torch.isfinite(loss):
+            if not self.group.all_true(bool(torch.isfinite(loss)), self.device):
                 raise NonFiniteLoss(f"the loss became {loss.item()} at step {self.step}; lower the learning rate")
             self.optimizer.zero_grad(set_to_none=True)
             self.scaler.scale(loss).backward()
@@ -552,7 +570,8 @@ class _Trainer:
                 eta_seconds=remaining * step_seconds))
             self.step += 1
         share = student_blocks / positions_run if positions_run else None
-        return float(loss_sum) / max(seen, 1), float(correct) / max(seen, 1), share
+        loss_total, correct_total, seen_total = self.group.sum([float(loss_sum), float(correct), seen], self.device)
+        return loss_total / max(seen_total, 1), correct_total / max(seen_total, 1), share
 
     def _improved(self, val: dict) -> bool:
         c = self.config
@@ -591,6 +610,7 @@ class _Trainer:
                     status, message = "cancelled", f"stopped by the user during epoch {self.epoch + 1}"
                     break
                 train_loss, train_acc, share = result
+                self.group.sync_buffers(self.model)
                 val, _ = evaluate(self.model, self.data.pixels["val"], self.data.labels["val"], self.classes,
                                   self.device, normalisation=self.normalisation, amp_dtype=self.amp_dtype,
                                   channels_last=self.channels_last)
@@ -641,6 +661,7 @@ class _Trainer:
         run_folder = self.run_folder
         best_val = test = None
         best_path = None
+        self.group.barrier()  # rank 0's last save is complete before anyone reads it
         if self.best_epoch is not None and run_folder.best_checkpoint.exists():
             best_path = run_folder.best_checkpoint
             best = load_checkpoint(best_path)
@@ -655,6 +676,7 @@ class _Trainer:
         run_folder.close()
         event = RunFinished(status, run_folder.path, message, self.best_epoch, best_path, best_val, test)
         self.observer.on_finish(event)
+        self.group.close()
         return event
 
 
@@ -667,9 +689,11 @@ def train(config: TrainConfig, observer: TrainingObserver | None = None,
     """Run one training to the end (or cancellation, early stop, divergence). User errors raise IKDError."""
     trainer = _Trainer(config, observer, cancel)
     trainer.build()
+    group = trainer.group
     name = config.name or f"{config.mode}-{config.arch}"
-    folder = RunFolder.create(config.out, name, config.to_dict(), trainer.metric_columns)
-    return trainer.run(folder)
+    folder = RunFolder.create(config.out, name, config.to_dict(), trainer.metric_columns) if group.is_main else None
+    path = group.broadcast(folder.path if folder else None)
+    return trainer.run(folder or SecondaryRankFolder(path, group.rank, config.audit_routing))
 
 
 def resume(run_dir: str | Path, observer: TrainingObserver | None = None,
@@ -686,7 +710,12 @@ def resume(run_dir: str | Path, observer: TrainingObserver | None = None,
     trainer.restore(checkpoint)
     if trainer.epoch >= config.epochs:
         raise IKDError(f"{run_dir.name} already completed its {config.epochs} epochs")
-    folder = RunFolder.reopen(run_dir, trainer.metric_columns, trainer.epoch, trainer.step)
+    group = trainer.group
+    if group.is_main:
+        folder = RunFolder.reopen(run_dir, trainer.metric_columns, trainer.epoch, trainer.step)
+    else:
+        folder = SecondaryRankFolder(run_dir, group.rank, config.audit_routing, keep_steps=trainer.step)
+    group.barrier()
     return trainer.run(folder)
 
 
@@ -702,7 +731,9 @@ def evaluate_checkpoint(data_dir: str | Path, checkpoint: str | Path, split: str
     trained = ckpt.meta.get("config", {})
     labels_scheme = ckpt.meta.get("label_scheme") or trained.get("labels", "binary")
     scan = data_mod.scan_dataset(data_dir, labels_scheme)
-    splits, _ = data_mod.resolve_splits(scan, trained.get("val_fraction", 0.1), trained.get("seed", 0))
+    seed = trained.get("split_seed")
+    splits, _ = data_mod.resolve_splits(scan, trained.get("val_fraction", 0.1),
+                                        trained.get("seed", 0) if seed is None else seed)
     if split not in splits:
         raise IKDError(f"the dataset has no {split} split (found {', '.join(splits)})")
     if len(scan.classes) != ckpt.num_classes:
