@@ -236,7 +236,6 @@ class PreparedData:
     counts: dict[str, dict[str, int]]
     pixels: dict[str, torch.Tensor]  # split -> uint8 [N, S, S]
     labels: dict[str, torch.Tensor]  # split -> int64 [N]
-    paths: dict[str, list[Path]]
     skipped: list[tuple[Path, str]]
     val_origin: str
 
@@ -248,7 +247,7 @@ def prepare_data(config: TrainConfig, scan: data_mod.DatasetScan,
     splits, origin = data_mod.resolve_splits(scan, config.val_fraction, config.validation_seed)
     cache_dir = (Path(config.cache_dir) if config.cache_dir else data_mod.default_cache_dir()) if config.cache else None
     skipped = list(scan.skipped)
-    pixels, labels, paths = {}, {}, {}
+    pixels, labels = {}, {}
     for split, samples in splits.items():
         decoded = data_mod.decode_all([s.path for s in samples], config.image_size, cache_dir,
                                       progress=lambda done, total, s=split: observer.on_prepare(done, total, f"decoding {s}"))
@@ -256,7 +255,6 @@ def prepare_data(config: TrainConfig, scan: data_mod.DatasetScan,
         skipped.extend((Path(p), reason) for p, reason in decoded.errors.items())
         pixels[split] = torch.from_numpy(np.ascontiguousarray(decoded.pixels[ok]))
         labels[split] = torch.tensor([s.label for s, good in zip(samples, ok) if good], dtype=torch.int64)
-        paths[split] = [s.path for s, good in zip(samples, ok) if good]
 
     counts = {split: {name: int((labels[split] == i).sum()) for i, name in enumerate(scan.classes)}
               for split in labels}
@@ -266,7 +264,7 @@ def prepare_data(config: TrainConfig, scan: data_mod.DatasetScan,
                        f"{', '.join(f'{k} {v}' for k, v in counts['train'].items())}")
     if len(labels["val"]) == 0:
         raise IKDError("no usable validation images")
-    return PreparedData(scan.classes, counts, pixels, labels, paths, skipped, origin)
+    return PreparedData(scan.classes, counts, pixels, labels, skipped, origin)
 
 
 def class_weights(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -356,6 +354,8 @@ class _Trainer:
         c = self.config
         # Everything that can be wrong with the user's choices is checked before the (slow) decoding.
         scan = data_mod.scan_dataset(c.data, c.labels)
+        if len(scan.classes) < 2:
+            raise IKDError(f"training needs images of at least two classes; {c.data} has only {scan.classes[0]}")
         self.classes = scan.classes
         teacher_ckpt = None
         if c.mode in ("ikd", "kd"):
