@@ -9,6 +9,7 @@ import sys
 
 from . import __version__
 from .engine.errors import IKDError
+from .export_cli import add_export_parser
 
 EXIT_USER_ERROR = 2
 
@@ -63,6 +64,8 @@ def _add_train(sub) -> None:
     p.add_argument("--name", default=d.name)
     p.add_argument("--audit-routing", action="store_true",
                    help="under torchrun, every rank also writes routing.rankN.csv (to check they agree)")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="also write TensorBoard logs to RUN_DIR/tensorboard (pip install 'ikd-gui[tensorboard]')")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_train)
 
@@ -71,7 +74,12 @@ def cmd_train(args) -> int:
     from .engine import training
     from .engine.schedules import parse_mask
 
-    observer = ConsoleObserver(quiet=args.quiet)
+    console = ConsoleObserver(quiet=args.quiet)
+    observer = console
+    if args.tensorboard:
+        from .engine.tensorboard_log import TensorBoardObserver
+
+        observer = training.ObserverGroup(console, TensorBoardObserver())
     if args.resume:
         result = training.resume(args.resume, observer)
     else:
@@ -82,7 +90,7 @@ def cmd_train(args) -> int:
         if args.mask and args.schedule != "fixed":
             values["schedule"] = "fixed"
         result = training.train(training.TrainConfig(**values), observer)
-    observer.close()
+    console.close()
     if int(os.environ.get("RANK", "0")) != 0:
         return 1 if result.status == "failed" else 0  # under torchrun, rank 0 speaks for the job
     print(f"{result.status}: {result.message}", file=sys.stderr)
@@ -247,6 +255,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("checkpoint")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_info)
+
+    add_export_parser(sub)
     return parser
 
 

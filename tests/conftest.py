@@ -47,21 +47,13 @@ def shared_data() -> Path:
     return SHARED_DATA
 
 
-def tiny_config(data, out, **overrides):
-    from ikd_gui.engine.training import TrainConfig
-
-    values = dict(data=str(data), mode="student", arch="resnet18", epochs=1, batch_size=16, image_size=64,
-                  out=str(out), seed=0)
-    values.update(overrides)
-    return TrainConfig(**values)
-
-
 @pytest.fixture(scope="session")
 def trained(tmp_path_factory, demo_data):
     """A resnet34 teacher and an IKD resnet18 student trained from it, one epoch each at 64 px.
 
     Returns a dict with `teacher` and `student` checkpoint paths and the student's `run` folder.
     """
+    from helpers import tiny_config
     from ikd_gui.engine.training import train
 
     out = tmp_path_factory.mktemp("trained-runs")

@@ -184,6 +184,37 @@ class TrainingObserver:
     def on_finish(self, event: RunFinished) -> None: ...
 
 
+class ObserverGroup(TrainingObserver):
+    """Passes every event to each observer in turn (e.g. the console and TensorBoard)."""
+
+    def __init__(self, *observers: TrainingObserver):
+        self.observers = observers
+
+    def on_prepare(self, done: int, total: int, what: str) -> None:
+        for observer in self.observers:
+            observer.on_prepare(done, total, what)
+
+    def on_start(self, event: RunStarted) -> None:
+        for observer in self.observers:
+            observer.on_start(event)
+
+    def on_batch(self, event: BatchEnded) -> None:
+        for observer in self.observers:
+            observer.on_batch(event)
+
+    def on_epoch(self, event: EpochEnded) -> None:
+        for observer in self.observers:
+            observer.on_epoch(event)
+
+    def on_message(self, level: str, text: str) -> None:
+        for observer in self.observers:
+            observer.on_message(level, text)
+
+    def on_finish(self, event: RunFinished) -> None:
+        for observer in self.observers:
+            observer.on_finish(event)
+
+
 class CancelToken:
     """Cooperative cancellation, checked once per batch."""
 
@@ -426,6 +457,10 @@ class _Trainer:
                                 "val_balanced_acc", "val_auc", "lr", "seconds", "student_share"]
                                + [f"val_recall_{name}" for name in self.classes])
 
+    @property
+    def position_labels(self) -> list[str]:
+        return [p.label for p in self.hybrid.positions] if self.hybrid else []
+
     def meta(self, metrics: dict | None) -> dict:
         c = self.config
         return {
@@ -597,7 +632,7 @@ class _Trainer:
         self.run_folder = run_folder
         self.observer.on_start(RunStarted(
             run_dir=run_folder.path, config=c.to_dict(), classes=list(self.classes), counts=self.data.counts,
-            position_labels=[p.label for p in self.hybrid.positions] if self.hybrid else [],
+            position_labels=self.position_labels,
             steps_per_epoch=self.steps_per_epoch, total_steps=self.total_steps, start_step=self.step,
             device=str(self.device)))
         self.observer.on_message("info", f"validation set: {self.data.val_origin}")
@@ -669,9 +704,12 @@ class _Trainer:
             best_val = best.meta.get("metrics", {}).get("val")
             if "test" in self.data.labels and status != "cancelled":
                 # The test split is reported on, once, with the selected model; it never chose anything.
-                test, _ = evaluate(self.model, self.data.pixels["test"], self.data.labels["test"], self.classes,
-                                   self.device, normalisation=self.normalisation, amp_dtype=self.amp_dtype,
-                                  channels_last=self.channels_last)
+                test, probabilities = evaluate(self.model, self.data.pixels["test"], self.data.labels["test"],
+                                               self.classes, self.device, normalisation=self.normalisation,
+                                               amp_dtype=self.amp_dtype, channels_last=self.channels_last)
+                if len(self.classes) == 2:  # per-image scores, for drawing the ROC curve
+                    test["labels"] = self.data.labels["test"].tolist()
+                    test["scores"] = probabilities[:, 1].tolist()
         run_folder.write_summary(self.summary(status, message, best_val, test))
         run_folder.close()
         event = RunFinished(status, run_folder.path, message, self.best_epoch, best_path, best_val, test)
@@ -691,7 +729,9 @@ def train(config: TrainConfig, observer: TrainingObserver | None = None,
     trainer.build()
     group = trainer.group
     name = config.name or f"{config.mode}-{config.arch}"
-    folder = RunFolder.create(config.out, name, config.to_dict(), trainer.metric_columns) if group.is_main else None
+    # The swap positions' labels go with the config, so readers of the folder can label the routing log.
+    described = {**config.to_dict(), "position_labels": trainer.position_labels}
+    folder = RunFolder.create(config.out, name, described, trainer.metric_columns) if group.is_main else None
     path = group.broadcast(folder.path if folder else None)
     return trainer.run(folder or SecondaryRankFolder(path, group.rank, config.audit_routing))
 

@@ -47,6 +47,7 @@ def test_train_teacher_then_ikd_student_then_evaluate_and_predict(tmp_path, caps
     assert "test: accuracy" in err
     summary = json.loads((student_run / "summary.json").read_text())
     assert summary["test"]["count"] == 16
+    assert len(summary["test"]["scores"]) == len(summary["test"]["labels"]) == 16  # for the ROC curve
     best = student_run / "checkpoints" / "best.pt"
 
     code, out, err = run_cli(capsys, "evaluate", "--data", labelled_copy, "--checkpoint", best, "--split", "test", "--json")

@@ -9,7 +9,7 @@ import pytest
 import torch
 from torchvision.models import resnet18
 
-from conftest import tiny_config
+from helpers import tiny_config
 from ikd_gui.engine import training
 from ikd_gui.engine.errors import IKDError
 from ikd_gui.engine.models import load_checkpoint
@@ -43,6 +43,7 @@ def test_ikd_run_writes_a_complete_run_folder(trained):
     run = trained["run"]
     config = json.loads((run / "config.json").read_text())
     assert config["mode"] == "ikd" and config["balance"] == "weights"
+    assert config["position_labels"][5] == "layer3.1 <-> teacher layer3.3-5"
     rows = read_metrics(run)
     assert [r["epoch"] for r in rows] == [1]
     with open(run / "metrics.csv") as f:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import tiny_config
+from helpers import tiny_config
 from ikd_gui.engine import models, training
 from ikd_gui.engine.errors import IKDError
 from ikd_gui.engine.models import load_checkpoint

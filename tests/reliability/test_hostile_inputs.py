@@ -12,7 +12,7 @@ import pytest
 import torch
 from torchvision.models import resnet18
 
-from conftest import tiny_config
+from helpers import tiny_config
 from faults import EXPECTED, IGNORED, write_fault_set
 from ikd_gui.cli import main as cli
 from ikd_gui.engine import data, training
