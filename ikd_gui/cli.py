@@ -235,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"ikd {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
+    from .experiments_cli import add_experiment_parser  # here, not at the top: it imports ConsoleObserver from us
+
+    add_experiment_parser(sub)
 
     p = sub.add_parser("evaluate", help="metrics of a checkpoint on a dataset split")
     p.add_argument("--data", required=True)
