@@ -50,6 +50,9 @@ def _add_train(sub) -> None:
     p.add_argument("--no-augment", dest="augment", action="store_false")
     p.add_argument("--kd-temperature", type=float, default=d.kd_temperature)
     p.add_argument("--kd-alpha", type=float, default=d.kd_alpha)
+    p.add_argument("--no-recalibrate-bn", dest="recalibrate_bn", action="store_false",
+                   help="ikd: keep the BatchNorm statistics gathered in hybrid training instead of recomputing "
+                        "them on the pure student before each evaluation")
     p.add_argument("--monitor", choices=list(MONITORS), default=d.monitor)
     p.add_argument("--patience", type=int, default=d.patience, help="early stopping patience in epochs")
     p.add_argument("--seed", type=int, default=d.seed)

@@ -66,6 +66,9 @@ class TrainConfig:
     augment: bool = True
     kd_temperature: float = 4.0
     kd_alpha: float = 0.7
+    # ikd: before each evaluation, recompute the student's BatchNorm statistics on the pure student (see
+    # recalibrate_batchnorm); without it they describe activations that came through teacher blocks.
+    recalibrate_bn: bool = True
     monitor: str = "val_balanced_accuracy"
     patience: int = 5
     min_delta: float = 0.002
@@ -340,6 +343,34 @@ def evaluate(model: nn.Module, pixels: torch.Tensor, labels: torch.Tensor, class
     metrics = classification_metrics(labels.numpy(), probs, classes)
     metrics["loss"] = float(sum(losses) / max(len(labels), 1))
     return metrics, probs
+
+
+def recalibrate_batchnorm(model: nn.Module, pixels: torch.Tensor, device: torch.device,
+                          normalisation: Normalisation, channels_last: bool = False,
+                          amp_dtype: torch.dtype | None = None, images: int = 2048, batch_size: int = 64) -> None:
+    """Recompute the BatchNorm running statistics of `model` as it runs on its own.
+
+    In hybrid training a student block's BatchNorm layers see activations produced partly by teacher blocks,
+    and a block that was often swapped out has seen few batches at all, so the running statistics do not
+    describe the pure student that is evaluated and kept. A forward pass of the pure student in train mode
+    over (up to `images`) un-augmented training images, with a cumulative average, gives statistics that do.
+    No gradients, no parameter changes, no random numbers: a resumed run recomputes exactly the same values.
+    """
+    layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.reset_running_stats()
+        layer.momentum = None  # cumulative moving average over the whole pass
+    was_training = model.training
+    model.train()
+    with torch.no_grad():
+        for start in range(0, min(len(pixels), images), batch_size):
+            x = to_network_input(pixels[start:start + batch_size], device, normalisation, channels_last)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                model(x)
+    for layer, momentum in zip(layers, momenta):
+        layer.momentum = momentum
+    model.train(was_training)
 
 
 def autocast_dtype(device: torch.device, amp: bool | str) -> torch.dtype | None:
@@ -645,6 +676,9 @@ class _Trainer:
                     status, message = "cancelled", f"stopped by the user during epoch {self.epoch + 1}"
                     break
                 train_loss, train_acc, share = result
+                if self.hybrid is not None and c.recalibrate_bn:
+                    recalibrate_batchnorm(self.model, self.train_pixels, self.device, self.normalisation,
+                                          self.channels_last, self.amp_dtype)
                 self.group.sync_buffers(self.model)
                 val, _ = evaluate(self.model, self.data.pixels["val"], self.data.labels["val"], self.classes,
                                   self.device, normalisation=self.normalisation, amp_dtype=self.amp_dtype,

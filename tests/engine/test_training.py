@@ -164,3 +164,24 @@ def test_the_cuda_fast_path_runs_on_the_cpu_with_bf16_and_channels_last(tmp_path
     assert all(v.dtype == torch.float32 for k, v in state.items() if v.is_floating_point())
     with pytest.raises(IKDError, match="fp16 mixed precision needs a CUDA"):
         training.train(tiny_config(demo_data, tmp_path, amp="fp16"))
+
+
+def test_batchnorm_recalibration_describes_the_pure_student(demo_data):
+    from torchvision.models import resnet18 as build_resnet18
+
+    from ikd_gui.engine.data import decode_all
+    from ikd_gui.engine.preprocess import Normalisation, to_network_input
+
+    paths = sorted((demo_data / "chest_xray" / "train" / "NORMAL").glob("*.jpeg"))[:64]
+    pixels = torch.from_numpy(decode_all(paths, 32).pixels)
+    model = build_resnet18(num_classes=2).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    training.recalibrate_batchnorm(model, pixels, torch.device("cpu"), Normalisation(), batch_size=32)
+    assert not model.training
+    with torch.no_grad():
+        stem = model.conv1(to_network_input(pixels, torch.device("cpu"), Normalisation()))
+    torch.testing.assert_close(model.bn1.running_mean, stem.mean(dim=(0, 2, 3)), atol=1e-5, rtol=1e-4)
+    assert model.bn1.momentum == 0.1  # restored
+    for key, value in model.state_dict().items():
+        if "running" not in key and "num_batches" not in key:
+            assert torch.equal(before[key], value), key  # weights untouched
