@@ -39,7 +39,19 @@ def write_json_atomically(path: Path, data: Any) -> None:
     os.replace(tmp, path)
 
 
-class RunFolder:
+class _CheckpointPaths:
+    checkpoints: Path
+
+    @property
+    def last_checkpoint(self) -> Path:
+        return self.checkpoints / "last.pt"
+
+    @property
+    def best_checkpoint(self) -> Path:
+        return self.checkpoints / "best.pt"
+
+
+class RunFolder(_CheckpointPaths):
     """Writes one run's logs. Rows are flushed as they are written, so a crash loses nothing logged."""
 
     def __init__(self, path: Path, metric_columns: list[str]):
@@ -75,14 +87,6 @@ class RunFolder:
         _truncate_csv(path / ROUTING_FILE, lambda row: int(row["step"]) < keep_steps)
         return cls(path, metric_columns)
 
-    @property
-    def last_checkpoint(self) -> Path:
-        return self.checkpoints / "last.pt"
-
-    @property
-    def best_checkpoint(self) -> Path:
-        return self.checkpoints / "best.pt"
-
     def log_epoch(self, row: dict) -> None:
         self._metrics[1].writerow(row)
         self._metrics[0].flush()
@@ -112,7 +116,7 @@ def _routing_row(step: int, epoch: int, p: float, mask: Iterable[int]) -> dict:
     return {"step": step, "epoch": epoch, "p": f"{p:.6g}", "mask": "".join(str(int(m)) for m in mask)}
 
 
-class SecondaryRankFolder:
+class SecondaryRankFolder(_CheckpointPaths):
     """The run folder as seen by a torchrun rank other than 0: it reads checkpoints and writes no logs, except
     its own routing.rankN.csv when auditing that every rank routes identically."""
 
@@ -125,14 +129,6 @@ class SecondaryRankFolder:
             if keep_steps is not None:
                 _truncate_csv(routing, lambda row: int(row["step"]) < keep_steps)
             self._routing = _open_csv(routing, list(ROUTING_COLUMNS))
-
-    @property
-    def last_checkpoint(self) -> Path:
-        return self.checkpoints / "last.pt"
-
-    @property
-    def best_checkpoint(self) -> Path:
-        return self.checkpoints / "best.pt"
 
     def log_step(self, step: int, epoch: int, p: float, mask: Iterable[int]) -> None:
         if self._routing is not None:
@@ -211,21 +207,96 @@ def _float_or_none(text: str) -> float | None:
 def read_metrics(run: str | os.PathLike) -> list[dict[str, float | None]]:
     """Per-epoch rows with numeric values (None where empty)."""
     path = Path(run) / METRICS_FILE
-    if not path.exists():
-        return []
-    rows = [{k: _float_or_none(v) for k, v in row.items() if k is not None} for row in _complete_rows(path)]
-    return [row for row in rows if row.get("epoch") is not None]
+    return _metric_rows(_complete_rows(path)) if path.exists() else []
 
 
-def read_routing(run: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def _metric_rows(rows: Iterable[dict[str, str]]) -> list[dict[str, float | None]]:
+    numeric = [{k: _float_or_none(v) for k, v in row.items() if k is not None} for row in rows]
+    return [row for row in numeric if row.get("epoch") is not None]
+
+
+Routing = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]  # steps, epochs, p, masks [steps x positions]
+
+
+def read_routing(run: str | os.PathLike) -> Routing:
     """(steps, epochs, p, masks [steps x positions] uint8) from routing.csv; masks have 0 columns outside ikd."""
     path = Path(run) / ROUTING_FILE
-    rows = list(_complete_rows(path)) if path.exists() else []
+    return _routing_arrays(list(_complete_rows(path)) if path.exists() else [])
+
+
+def _routing_arrays(rows: list[dict[str, str]]) -> Routing:
     masks = "".join(row["mask"] for row in rows)
     width = len(rows[0]["mask"]) if rows else 0
     mask_array = np.frombuffer(masks.encode(), np.uint8).reshape(len(rows), width) - ord("0")
     return (np.array([int(r["step"]) for r in rows], np.int64), np.array([int(r["epoch"]) for r in rows], np.int64),
             np.array([float(r["p"]) for r in rows], np.float64), mask_array)
+
+
+class LogTail:
+    """The complete rows appended to a CSV log since the previous read, while another process may still be
+    writing it. A last line without its newline yet is left for the next read; only new bytes are read."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._offset = 0
+        self._columns: list[str] | None = None
+        self._file_id: tuple[int, int] | None = None
+
+    def read(self) -> list[dict[str, str]] | None:
+        """New rows (none while the file does not exist yet); None when the file was replaced or shortened since
+        the previous read, as a resume does when it drops rows: the caller reads the log again from the start."""
+        try:
+            stat = self.path.stat()
+        except FileNotFoundError:
+            return []
+        file_id = (stat.st_dev, stat.st_ino)
+        if self._file_id is not None and (file_id != self._file_id or stat.st_size < self._offset):
+            return None
+        self._file_id = file_id
+        if stat.st_size == self._offset:
+            return []
+        with open(self.path, "rb") as stream:
+            stream.seek(self._offset)
+            chunk = stream.read(stat.st_size - self._offset)
+        complete = chunk[: chunk.rfind(b"\n") + 1]
+        self._offset += len(complete)
+        lines = complete.decode().splitlines()
+        if self._columns is None and lines:
+            self._columns = next(csv.reader(lines[:1]))
+            lines = lines[1:]
+        return list(csv.DictReader(lines, fieldnames=self._columns)) if lines else []
+
+
+class RunTail:
+    """A run folder read as it is written (the app follows runs of other processes): each call returns only what
+    was added since the previous one, starting with everything already there. None from `new_metrics` or
+    `new_routing` means a log was rewritten (a resume dropped rows): make a new RunTail and start over."""
+
+    def __init__(self, run: str | os.PathLike):
+        self.path = Path(run)
+        self._metrics = LogTail(self.path / METRICS_FILE)
+        self._routing = LogTail(self.path / ROUTING_FILE)
+        self._summary_stamp: tuple[int, int] | None = None
+
+    def new_metrics(self) -> list[dict[str, float | None]] | None:
+        rows = self._metrics.read()
+        return None if rows is None else _metric_rows(rows)
+
+    def new_routing(self) -> Routing | None:
+        rows = self._routing.read()
+        return None if rows is None else _routing_arrays(rows)
+
+    def changed_summary(self) -> dict | None:
+        """summary.json when it was written since the previous call (it is replaced atomically), else None."""
+        try:
+            stat = (self.path / SUMMARY_FILE).stat()
+        except FileNotFoundError:
+            return None
+        stamp = (stat.st_ino, stat.st_mtime_ns)
+        if stamp == self._summary_stamp:
+            return None
+        self._summary_stamp = stamp
+        return read_summary(self.path)
 
 
 def list_runs(out: str | os.PathLike) -> list[Path]:
