@@ -45,6 +45,17 @@ def build_window(args: argparse.Namespace) -> MainWindow:
     return window
 
 
+def show_unexpected_errors(window: MainWindow) -> None:
+    """Route exceptions that escape a slot or an event handler to an error dialog in `window`. PySide6 hands them
+    to sys.excepthook and goes on; the default hook prints to a terminal that an app started from a desktop
+    launcher does not have, so the user would see an action silently do nothing."""
+    def hook(exc_type, exc, tb) -> None:
+        sys.__excepthook__(exc_type, exc, tb)  # still printed, for bug reports
+        window.report_unexpected_error(exc_type, exc, tb)
+
+    sys.excepthook = hook
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args, qt_args = parse_args(sys.argv[1:] if argv is None else argv)
     from PySide6.QtWidgets import QApplication
@@ -55,5 +66,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     app.setApplicationVersion(__version__)
     app.setDesktopFileName(DESKTOP_FILE_NAME)
     window = build_window(args)
+    show_unexpected_errors(window)
     window.show()
     return app.exec()

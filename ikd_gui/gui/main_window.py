@@ -1,4 +1,4 @@
-"""The IKD Studio main window: Train (setup, live views, log), History and Viewer tabs.
+"""The IKD Studio main window: Train (setup, live views, log), History, Viewer and Experiments tabs.
 
 The window wires widgets to the training controller; it holds no training logic. Settings (folders,
 hyper-parameters, window geometry, recent runs) persist with QSettings.
@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import importlib.util
 import json
+import traceback
 from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, QStandardPaths, Qt
@@ -17,9 +18,11 @@ from PySide6.QtWidgets import (QHBoxLayout, QLabel, QMainWindow, QMessageBox, QP
                                QProgressBar, QPushButton, QScrollArea, QSplitter, QTabWidget, QVBoxLayout, QWidget)
 
 from ..engine.demo import demo_config, demo_teacher_path
+from ..engine.errors import one_line
 from .app import APP_NAME
 from ..engine.training import RunFinished, TrainConfig
 from .controller import TrainingController
+from .widgets.experiments_view import ExperimentsView
 from .widgets.run_history import RunHistory
 from .widgets.run_view import RunView
 from .widgets.setup_panel import SetupPanel
@@ -60,15 +63,19 @@ class MainWindow(QMainWindow):
         self.run_view = RunView()
         self.history = RunHistory()
         self.viewer = ViewerWidget() if ViewerWidget is not None else None
+        self.experiments = ExperimentsView(self.settings)
         self._build_train_page()
         self.tabs = QTabWidget(self)
         self.tabs.addTab(self.train_page, "Train")
         self.tabs.addTab(self.history, "History")
         viewer_page = self.viewer if self.viewer is not None else QLabel("The image viewer is not part of this build.")
         self.tabs.addTab(viewer_page, "Viewer")
+        self.tabs.addTab(self.experiments, "Experiments")
         self.tabs.setTabToolTip(0, "Set up a run, start it and watch it (Ctrl+1)")
         self.tabs.setTabToolTip(1, "Earlier runs: curves, routing and summaries, and comparisons (Ctrl+2)")
         self.tabs.setTabToolTip(2, "Open an X-ray and see what a checkpoint predicts (Ctrl+3)")
+        self.tabs.setTabToolTip(3, "Compare schedules and p0 values over seeds against the baselines, with a "
+                                   "report (Ctrl+4)")
         self.setCentralWidget(self.tabs)
         self._build_actions()
         self.statusBar().showMessage(PRIVACY_NOTE, 10000)
@@ -81,6 +88,8 @@ class MainWindow(QMainWindow):
         self.controller.message_logged.connect(self.log_message)
         self.controller.run_failed.connect(self.show_error)
         self.controller.run_finished.connect(self._run_finished)
+        self.experiments.controller.experiment_crashed.connect(lambda cause, details: self.show_error(
+            cause, details, "Experiment failed", "The settings are kept: correct the cause and press Run again."))
         self.run_view.open_in_viewer_requested.connect(self.open_in_viewer)
         self.history.open_in_viewer_requested.connect(self.open_in_viewer)
         self.setup_panel.output_field.path_chosen.connect(self.history.set_folder)
@@ -167,7 +176,7 @@ class MainWindow(QMainWindow):
         quit_action = self._action("Quit", [QKeySequence.StandardKey.Quit], self.close, "Close IKD Studio")
         tab_actions = [self._action(name, [f"Ctrl+{index + 1}"], lambda _=False, i=index: self.tabs.setCurrentIndex(i),
                                     f"Show the {name} tab")
-                       for index, name in enumerate(("Train", "History", "Viewer"))]
+                       for index, name in enumerate(("Train", "History", "Viewer", "Experiments"))]
         self.start_button.clicked.connect(self.start_training)
         self.stop_button.clicked.connect(self.controller.stop)
         self.demo_button.clicked.connect(self.load_demo)
@@ -237,15 +246,28 @@ class MainWindow(QMainWindow):
                 self.viewer.open_image(image)
             self.tabs.setCurrentWidget(self.viewer)
 
-    def show_error(self, cause: str, details: str) -> None:
-        """A failed run: the cause in one line, the details (traceback) expandable. Does not block."""
-        box = QMessageBox(QMessageBox.Icon.Critical, "Training failed", cause, QMessageBox.StandardButton.Ok, self)
-        box.setInformativeText("The settings are kept: correct the cause and press Train again.")
+    def show_error(self, cause: str, details: str, title: str = "Training failed",
+                   advice: str = "The settings are kept: correct the cause and press Train again.") -> None:
+        """An error (by default a failed run): the cause in one line, the details (traceback) expandable. Does not
+        block."""
+        box = QMessageBox(QMessageBox.Icon.Critical, title, cause, QMessageBox.StandardButton.Ok, self)
+        box.setInformativeText(advice)
         box.setDetailedText(details)
         box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
         box.finished.connect(lambda: setattr(self, "error_dialog", None))
         self.error_dialog = box
         box.open()
+
+    def report_unexpected_error(self, exc_type: type[BaseException], exc: BaseException, tb) -> None:
+        """An exception that escaped a slot or an event handler (see `app.show_unexpected_errors`): shown, and the
+        app goes on. While an error dialog is open, further errors go to the log only, so an error repeated on
+        every redraw cannot bury the window under dialogs."""
+        cause = one_line(exc)
+        self.log_message("error", f"Unexpected error: {cause}")
+        if self.error_dialog is None:
+            self.show_error(cause, "".join(traceback.format_exception(exc_type, exc, tb)), title="Unexpected error",
+                            advice="IKD Studio goes on running, but the action that failed did not finish. The "
+                                   "details help to report the problem.")
 
     def log_message(self, level: str, text: str) -> None:
         colour = {"warning": warning_colour, "error": error_colour}.get(level)
@@ -257,7 +279,7 @@ class MainWindow(QMainWindow):
         QMessageBox.about(self, f"About {APP_NAME}", (
             f"<b>{APP_NAME}</b>: interactive knowledge distillation for chest X-rays.<p>{PRIVACY_NOTE}</p>"
             "<p>Shortcuts: Ctrl+O open dataset · Ctrl+R or F5 train · Esc or Ctrl+. stop · Ctrl+D demo · "
-            "Ctrl+Shift+O open run · Ctrl+1/2/3 tabs</p>"))
+            "Ctrl+Shift+O open run · Ctrl+1/2/3/4 tabs</p>"))
 
     # -- controller events --------------------------------------------------------------------------------
 
@@ -320,11 +342,12 @@ class MainWindow(QMainWindow):
         return answer == QMessageBox.StandardButton.Yes
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt naming
-        if self.controller.is_running:
+        if self.controller.is_running or self.experiments.is_running:
             if not self.confirm_stop_on_close():
                 event.ignore()
                 return
             self.controller.shutdown()
+            self.experiments.shutdown()
         if self.viewer is not None:
             self.viewer.shutdown()
         self._save_settings()

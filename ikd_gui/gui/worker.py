@@ -16,7 +16,7 @@ import traceback
 from PySide6.QtCore import QObject, Signal, Slot
 
 from ..engine.demo import ensure_demo_teacher
-from ..engine.errors import IKDError
+from ..engine.errors import IKDError, one_line
 from ..engine.training import CancelToken, RunFinished, TrainConfig, TrainingObserver, train
 
 BATCH_SIGNAL_INTERVAL_S = 0.1
@@ -101,8 +101,7 @@ class TrainingWorker(QObject):
         except IKDError as exc:
             result = self._failed(str(exc))
         except Exception as exc:  # noqa: BLE001 - every failure must reach the user, not die with the thread
-            lines = str(exc).strip().splitlines()
-            result = self._failed(f"{type(exc).__name__}: {lines[0]}" if lines else type(exc).__name__)
+            result = self._failed(one_line(exc))
         observer.flush()
         self.run_finished.emit(result)
 

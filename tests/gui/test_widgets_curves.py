@@ -64,3 +64,20 @@ def test_live_data_smoothing_and_hover(curves, qtbot):
     assert curves.describe_at("routing", 10).startswith(f"step 10: scheduled p {sent[10].p:.2f}")
     assert curves.describe_at("accuracy", 1.2) == ("epoch 1: train 0.5, validation 0.55, "
                                                    "validation, balanced 0.52")
+
+
+def test_long_curves_are_drawn_at_about_a_point_per_pixel_keeping_spikes(curves):
+    """Downsampling must reach the curves: pyqtgraph's PlotItem overwrites a curve's own downsampling options."""
+    rng = np.random.default_rng(1)
+    total = 50_000
+    curves.resize(1000, 600)
+    curves.show()
+    curves.start(total_steps=total, routed=True)
+    sent = batches(0, total, rng)
+    sent[12_345].loss = 50.0  # one spike
+    curves.add_batches(sent)
+    curves.refresh()
+    curves.grab()  # paints: the curves pick their downsampling for the plots' width in pixels
+    for curve in (curves._loss_curve, curves._loss_smoothed_curve, curves._observed_curve):
+        assert len(curve.getData()[0]) < total / 10
+    assert curves._loss_curve.getData()[1].max() == 50.0  # the raw curve keeps each column's extremes

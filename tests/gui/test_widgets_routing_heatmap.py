@@ -56,6 +56,20 @@ def test_long_runs_are_binned_into_student_fractions(heatmap):
     assert heatmap.image().shape == (8, 100) and np.all(heatmap.image() == 1.0)
 
 
+def test_a_run_of_unknown_length_halves_the_resolution_as_it_fills(heatmap):
+    masks = random_masks(250, seed=2)
+    heatmap.start(LABELS, total_steps=None)  # a run followed from its logs: its length is not known
+    heatmap.add_steps(range(0, 100), masks[:100])
+    heatmap.refresh()
+    assert heatmap.steps_per_column == 1 and np.array_equal(heatmap.image(), masks[:100].T)
+    heatmap.add_steps(range(100, 250), masks[100:])  # past 100 columns: 2, then 4 steps per column
+    heatmap.refresh()
+    assert heatmap.steps_per_column == 4 and heatmap.image().shape == (8, 63)
+    padded = np.concatenate([masks, np.full((2, 8), np.nan)]).reshape(63, 4, 8)
+    assert np.allclose(heatmap.image(), np.nanmean(padded, axis=1).T)
+    assert heatmap.student_share() == pytest.approx(masks.mean(axis=0))
+
+
 def test_runs_without_routing_show_a_note(heatmap):
     heatmap.start([], total_steps=50)
     heatmap.add_steps(range(5), np.zeros((5, 0)))

@@ -134,18 +134,19 @@ class TrainingCurves(QWidget):
 
         faint = pg.mkColor(*TRAIN_COLOUR)
         faint.setAlpha(70)
-        curve_options = dict(autoDownsample=True, clipToView=True, downsampleMethod="peak")
-        self._loss_curve = self._step_plot.plot(pen=pg.mkPen(faint, width=1), name="raw", **curve_options)
-        self._loss_smoothed_curve = self._step_plot.plot(pen=pg.mkPen(*TRAIN_COLOUR, width=2), name="smoothed",
-                                                         **curve_options)
+        self._loss_curve = self._step_plot.plot(pen=pg.mkPen(faint, width=1), name="raw")
+        self._loss_smoothed_curve = self._step_plot.plot(pen=pg.mkPen(*TRAIN_COLOUR, width=2), name="smoothed")
         self._scheduled_curve = self._routing_plot.plot(
-            pen=pg.mkPen(*SCHEDULE_COLOUR, width=2, style=Qt.PenStyle.DashLine), name="scheduled p(t)",
-            **curve_options)
+            pen=pg.mkPen(*SCHEDULE_COLOUR, width=2, style=Qt.PenStyle.DashLine), name="scheduled p(t)")
         observed_faint = pg.mkColor(*STUDENT_COLOUR)
         observed_faint.setAlpha(60)
-        self._observed_curve = self._routing_plot.plot(pen=pg.mkPen(observed_faint, width=1), **curve_options)
+        self._observed_curve = self._routing_plot.plot(pen=pg.mkPen(observed_faint, width=1))
         self._observed_smoothed_curve = self._routing_plot.plot(
-            pen=pg.mkPen(*STUDENT_COLOUR, width=2), name="observed (smoothed)", **curve_options)
+            pen=pg.mkPen(*STUDENT_COLOUR, width=2), name="observed (smoothed)")
+        # The raw curves keep each pixel column's extremes, so spikes stay visible; the smoothed ones show the
+        # trend, and averaging the column keeps their thick antialiased line from becoming a costly zigzag.
+        for smoothed in (self._loss_smoothed_curve, self._observed_smoothed_curve):
+            smoothed.setDownsampling(auto=True, method="mean")
         self._epoch_share_points = self._routing_plot.plot(
             pen=None, symbol="o", symbolSize=7, symbolBrush=pg.mkBrush(*STUDENT_COLOUR), name="observed per epoch")
         self._epoch_curves = {}
@@ -201,6 +202,11 @@ class TrainingCurves(QWidget):
         plot.setLabel("bottom", x_label)
         plot.setLabel("left", y_label)
         plot.getAxis("left").enableAutoSIPrefix(False)  # "accuracy (x0.001)" reads worse than plain numbers
+        # Long curves are drawn at about a point per pixel column, keeping each column's extremes ("peak"), and only
+        # where in view. Set on the plot, not the curves: PlotItem.addItem overwrites a curve's own downsampling
+        # and clipping options with the plot's, which are off by default.
+        plot.setDownsampling(auto=True, mode="peak")
+        plot.setClipToView(True)
         # No grid: pyqtgraph draws grid lines as part of the axes, over the whole plot, on every repaint;
         # on a live plot they were most of the GUI thread's drawing time.
         plot.addLegend(offset=legend_offset, labelTextSize="8pt")
@@ -253,16 +259,6 @@ class TrainingCurves(QWidget):
         if row.get("student_share") is not None:
             self._epoch_shares.extend([row["step"]], [row["student_share"]])
         self._schedule_redraw()
-
-    def load(self, rows: Sequence[dict], steps: np.ndarray, scheduled: np.ndarray, masks: np.ndarray) -> None:
-        """A saved run: metrics rows and routing (`runs.read_metrics`, `runs.read_routing`)."""
-        routed = masks.shape[1] > 0  # routing.csv has a row per step in every mode, a mask only in IKD
-        self.start(len(steps), routed=routed, step_loss_available=False)
-        if routed:
-            self.add_routing(steps.astype(np.float64), scheduled, masks.astype(np.float64))
-        for row in rows:
-            self.add_epoch(row)
-        self.refresh()
 
     def step_losses(self) -> tuple[np.ndarray, np.ndarray]:
         return self._loss.x, self._loss.y

@@ -2,6 +2,8 @@
 
 One row per swap position, one column per step. Long runs are binned: a column then holds the fraction of its
 steps that used the student, so memory and drawing cost stay bounded by `max_columns` whatever the run length.
+When the length is not known in advance (a run followed from its log files), the map starts at one step per
+column and halves its resolution each time it fills up.
 Beside the map, each position's student share so far.
 
 Run on its own with streaming fake data: `python -m ikd_gui.gui.widgets.routing_heatmap`.
@@ -20,6 +22,16 @@ from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWi
 from .theme import STUDENT_COLOUR, TEACHER_COLOUR, ThemedPlotArea
 
 REDRAW_INTERVAL_MS = 33  # at most ~30 redraws per second, however fast steps arrive
+
+
+def _merge_column_pairs(counts: np.ndarray) -> np.ndarray:
+    """Counts per column (last axis) summed over pairs of columns, in an array of the same shape: the pairs fill
+    its first half, the rest is zero."""
+    merged = np.zeros_like(counts)
+    even, odd = counts[..., 0::2], counts[..., 1::2]
+    merged[..., :even.shape[-1]] = even
+    merged[..., :odd.shape[-1]] += odd
+    return merged
 
 
 class RoutingHeatmap(QWidget):
@@ -95,13 +107,17 @@ class RoutingHeatmap(QWidget):
 
     # -- data ---------------------------------------------------------------------------------------------
 
-    def start(self, position_labels: Sequence[str], total_steps: int, first_step: int = 0) -> None:
-        """Prepare for a run of `total_steps` steps (shown from `first_step`, e.g. when resuming)."""
+    def start(self, position_labels: Sequence[str], total_steps: int | None, first_step: int = 0) -> None:
+        """Prepare for a run of `total_steps` steps (shown from `first_step`, e.g. when resuming), or of a length
+        not known yet (None)."""
         self._labels = list(position_labels)
         self._first_step = first_step
-        span = max(total_steps - first_step, 1)
-        self._steps_per_column = max(1, math.ceil(span / self._max_columns))
-        columns = math.ceil(span / self._steps_per_column)
+        if total_steps is None:
+            self._steps_per_column, columns = 1, self._max_columns
+        else:
+            span = max(total_steps - first_step, 1)
+            self._steps_per_column = max(1, math.ceil(span / self._max_columns))
+            columns = math.ceil(span / self._steps_per_column)
         self._student_counts = np.zeros((len(self._labels), columns), np.float64)
         self._step_counts = np.zeros(columns, np.int64)
         self._filled_columns = 0
@@ -123,23 +139,27 @@ class RoutingHeatmap(QWidget):
         """Record the routing of some steps: `masks[i][k]` is 1 where position k used the student at steps[i]."""
         if not self._labels or len(steps) == 0:
             return
-        columns = (np.asarray(steps, np.int64) - self._first_step) // self._steps_per_column
-        masks = np.asarray(masks, np.float64).reshape(len(columns), len(self._labels))
-        inside = (columns >= 0) & (columns < len(self._step_counts))
-        columns, masks = columns[inside], masks[inside]
-        if len(columns) == 0:
+        offsets = np.asarray(steps, np.int64) - self._first_step
+        masks = np.asarray(masks, np.float64).reshape(len(offsets), len(self._labels))
+        inside = offsets >= 0
+        offsets, masks = offsets[inside], masks[inside]
+        if len(offsets) == 0:
             return
+        while offsets.max() // self._steps_per_column >= len(self._step_counts):
+            self._halve_resolution()
+        columns = offsets // self._steps_per_column
         np.add.at(self._student_counts.T, columns, masks)
         np.add.at(self._step_counts, columns, 1)
         self._filled_columns = max(self._filled_columns, int(columns.max()) + 1)
         if not self._redraw_timer.isActive():
             self._redraw_timer.start()
 
-    def load(self, position_labels: Sequence[str], steps: np.ndarray, masks: np.ndarray) -> None:
-        """Show a finished (or interrupted) run's routing, e.g. from `runs.read_routing`."""
-        self.start(position_labels, int(steps.max()) + 1 if len(steps) else 0)
-        self.add_steps(steps, masks)
-        self.refresh()
+    def _halve_resolution(self) -> None:
+        """Merge pairs of columns, so the same number of columns covers twice as many steps."""
+        self._student_counts = _merge_column_pairs(self._student_counts)
+        self._step_counts = _merge_column_pairs(self._step_counts)
+        self._steps_per_column *= 2
+        self._filled_columns = (self._filled_columns + 1) // 2
 
     def clear(self) -> None:
         self.start([], 0)
@@ -147,6 +167,10 @@ class RoutingHeatmap(QWidget):
     @property
     def steps_per_column(self) -> int:
         return self._steps_per_column
+
+    @property
+    def position_labels(self) -> list[str]:
+        return list(self._labels)
 
     def image(self) -> np.ndarray:
         """The drawn values [positions, columns]: student fraction per column (NaN where no step fell)."""

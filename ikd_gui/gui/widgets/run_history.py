@@ -1,5 +1,6 @@
 """Run history: the runs of an output folder and recently opened ones. Select one to see its curves, routing
-and summary redrawn from its logs; select several to overlay their per-epoch curves.
+and summary redrawn from its logs (followed live while another process still writes them); select several to
+overlay their per-epoch curves.
 
 Run on its own: `python -m ikd_gui.gui.widgets.run_history [RUNS_FOLDER]`.
 """
@@ -100,6 +101,7 @@ class RunHistory(QWidget):
 
         self.run_view = RunView(self)
         self.run_view.open_in_viewer_requested.connect(self.open_in_viewer_requested)
+        self.run_view.followed_run_ended.connect(self.refresh)  # its line in the list shows the final status
         self.comparison = RunComparison(self)
         placeholder = QLabel("Select a run to see its curves, routing and summary, or several to compare them.", self)
         placeholder.setAlignment(Qt.AlignmentFlag.AlignCenter)
@@ -196,6 +198,8 @@ class RunHistory(QWidget):
 
     def _selection_changed(self) -> None:
         runs = self.selected_runs()
+        if len(runs) != 1:
+            self.run_view.stop_following()
         if len(runs) == 1:
             try:
                 self.run_view.load_run(runs[0])
