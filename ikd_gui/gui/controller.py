@@ -22,56 +22,52 @@ def leave_a_core_for_the_window() -> None:
     torch.set_num_threads(max(1, (os.cpu_count() or 1) - 1))
 
 
-class TrainingController(QObject):
+class WorkerController(QObject):
+    """Owns one worker QObject in one QThread at a time, from the GUI thread; the base of the training and the
+    experiment controllers. It re-emits the training events every worker sends, ignoring those that arrive
+    after `shutdown`, and stops through the engine's CancelToken."""
+
     preparation_progressed = Signal(int, int, str)  # done, total, what
     run_started = Signal(object)  # RunStarted
     batches_ended = Signal(object)  # list[BatchEnded]
     epoch_ended = Signal(object)  # EpochEnded
     message_logged = Signal(str, str)  # level, text
-    run_failed = Signal(str, str)  # one-line cause, details
-    run_finished = Signal(object)  # RunFinished; the thread has been joined
     running_changed = Signal(bool)
 
     def __init__(self, parent: QObject | None = None):
         super().__init__(parent)
         self._thread: QThread | None = None
-        self._worker: TrainingWorker | None = None
+        self._worker: QObject | None = None
         self._cancel: CancelToken | None = None
 
     @property
     def is_running(self) -> bool:
         return self._thread is not None
 
-    def start(self, config: TrainConfig, train_demo_teacher: bool = False) -> None:
-        """Start a run in the background; with `train_demo_teacher`, the demo's teacher is trained first."""
-        if self.is_running:
-            raise RuntimeError("a run is already in progress")
+    def _launch(self, worker: QObject, cancel: CancelToken, thread_name: str) -> None:
+        """Move `worker` to a fresh thread, relay its training events, and start its `run` slot there."""
         leave_a_core_for_the_window()
-        self._cancel = CancelToken()
-        self._worker = TrainingWorker(dataclasses.replace(config), self._cancel, train_demo_teacher)
+        self._cancel, self._worker = cancel, worker
         self._thread = QThread()
-        self._thread.setObjectName("ikd-training")
-        self._worker.moveToThread(self._thread)
-        worker = self._worker
+        self._thread.setObjectName(thread_name)
+        worker.moveToThread(self._thread)
         worker.preparation_progressed.connect(self._on_preparation_progressed)
         worker.run_started.connect(self._on_run_started)
         worker.batches_ended.connect(self._on_batches_ended)
         worker.epoch_ended.connect(self._on_epoch_ended)
         worker.message_logged.connect(self._on_message_logged)
-        worker.run_failed.connect(self._on_run_failed)
-        worker.run_finished.connect(self._on_run_finished)
         self._thread.started.connect(worker.run)
         self._thread.start()
         self.running_changed.emit(True)
 
     def stop(self) -> None:
-        """Ask the run to stop; it ends after the current batch, keeping the last complete checkpoint."""
+        """Ask the work to stop; it ends after the current batch, keeping the last complete checkpoint."""
         if self._cancel is not None and not self._cancel.cancelled:
             self._cancel.cancel()
             self.message_logged.emit("info", "Stopping after the current batch…")
 
     def shutdown(self) -> None:
-        """Stop the run and wait for its thread (when the window closes). Blocks for up to one batch."""
+        """Stop the work and wait for its thread (when the window closes). Blocks for up to one batch."""
         if not self.is_running:
             return
         self._cancel.cancel()
@@ -85,6 +81,14 @@ class TrainingController(QObject):
         self._thread.wait()
         # Python owns the worker and the thread; with the thread finished, both can be dropped from here.
         self._thread = self._worker = self._cancel = None
+
+    def _finish(self) -> bool:
+        """Join the thread at the worker's last signal; False when shutdown already did (ignore the signal)."""
+        if self._worker is None:
+            return False
+        self._join()
+        self.running_changed.emit(False)
+        return True
 
     # -- the worker's signals, re-emitted in the GUI thread ---------------------------------------------
     # Each slot ignores signals that arrive after `shutdown` (no worker any more).
@@ -114,6 +118,21 @@ class TrainingController(QObject):
         if self._worker is not None:
             self.message_logged.emit(level, text)
 
+
+class TrainingController(WorkerController):
+    run_failed = Signal(str, str)  # one-line cause, details
+    run_finished = Signal(object)  # RunFinished; the thread has been joined
+
+    def start(self, config: TrainConfig, train_demo_teacher: bool = False) -> None:
+        """Start a run in the background; with `train_demo_teacher`, the demo's teacher is trained first."""
+        if self.is_running:
+            raise RuntimeError("a run is already in progress")
+        cancel = CancelToken()
+        worker = TrainingWorker(dataclasses.replace(config), cancel, train_demo_teacher)
+        worker.run_failed.connect(self._on_run_failed)
+        worker.run_finished.connect(self._on_run_finished)
+        self._launch(worker, cancel, "ikd-training")
+
     @Slot(str, str)
     def _on_run_failed(self, cause: str, details: str) -> None:
         if self._worker is not None:
@@ -121,8 +140,5 @@ class TrainingController(QObject):
 
     @Slot(object)
     def _on_run_finished(self, result: RunFinished) -> None:
-        if self._worker is None:
-            return
-        self._join()
-        self.running_changed.emit(False)
-        self.run_finished.emit(result)
+        if self._finish():
+            self.run_finished.emit(result)

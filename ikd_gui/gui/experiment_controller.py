@@ -13,12 +13,12 @@ import copy
 import dataclasses
 import traceback
 
-from PySide6.QtCore import QObject, QThread, Signal, Slot
+from PySide6.QtCore import QObject, Signal, Slot
 
 from ..engine.errors import IKDError, one_line
 from ..engine.experiments import ExperimentObserver, ExperimentResult, ExperimentSpec, run_experiment
 from ..engine.training import CancelToken, RunFinished
-from .controller import leave_a_core_for_the_window
+from .controller import WorkerController
 from .worker import _PreparationCancelled, _SignalObserver
 
 
@@ -82,14 +82,9 @@ class ExperimentWorker(QObject):
         self.experiment_finished.emit(result)
 
 
-class ExperimentController(QObject):
+class ExperimentController(WorkerController):
     """Starts, stops and reports one experiment at a time; every signal is emitted in the GUI thread."""
 
-    preparation_progressed = Signal(int, int, str)
-    run_started = Signal(object)
-    batches_ended = Signal(object)
-    epoch_ended = Signal(object)
-    message_logged = Signal(str, str)
     run_began = Signal(int, int, str, bool)
     run_skipped = Signal(int, int, str, str)
     run_ended = Signal(int, int, str, object)
@@ -97,33 +92,12 @@ class ExperimentController(QObject):
     experiment_failed = Signal(str)
     experiment_crashed = Signal(str, str)
     experiment_finished = Signal(object)  # ExperimentResult; the thread has been joined
-    running_changed = Signal(bool)
-
-    def __init__(self, parent: QObject | None = None):
-        super().__init__(parent)
-        self._thread: QThread | None = None
-        self._worker: ExperimentWorker | None = None
-        self._cancel: CancelToken | None = None
-
-    @property
-    def is_running(self) -> bool:
-        return self._thread is not None
 
     def start(self, spec: ExperimentSpec) -> None:
         if self.is_running:
             raise RuntimeError("an experiment is already in progress")
-        leave_a_core_for_the_window()
-        self._cancel = CancelToken()
-        self._worker = ExperimentWorker(dataclasses.replace(spec), self._cancel)
-        self._thread = QThread()
-        self._thread.setObjectName("ikd-experiment")
-        self._worker.moveToThread(self._thread)
-        worker = self._worker
-        worker.preparation_progressed.connect(self._on_preparation_progressed)
-        worker.run_started.connect(self._on_run_started)
-        worker.batches_ended.connect(self._on_batches_ended)
-        worker.epoch_ended.connect(self._on_epoch_ended)
-        worker.message_logged.connect(self._on_message_logged)
+        cancel = CancelToken()
+        worker = ExperimentWorker(dataclasses.replace(spec), cancel)
         worker.run_began.connect(self._on_run_began)
         worker.run_skipped.connect(self._on_run_skipped)
         worker.run_ended.connect(self._on_run_ended)
@@ -131,58 +105,7 @@ class ExperimentController(QObject):
         worker.experiment_failed.connect(self._on_experiment_failed)
         worker.experiment_crashed.connect(self._on_experiment_crashed)
         worker.experiment_finished.connect(self._on_experiment_finished)
-        self._thread.started.connect(worker.run)
-        self._thread.start()
-        self.running_changed.emit(True)
-
-    def stop(self) -> None:
-        """Ask the experiment to stop after the current batch; running it again continues where it stopped."""
-        if self._cancel is not None and not self._cancel.cancelled:
-            self._cancel.cancel()
-            self.message_logged.emit("info", "Stopping after the current batch…")
-
-    def shutdown(self) -> None:
-        """Stop the experiment and wait for its thread (when the window closes). Blocks for up to one batch."""
-        if not self.is_running:
-            return
-        self._cancel.cancel()
-        self._join()  # the worker's last signals are still queued; the slots ignore them from now on
-        self.running_changed.emit(False)
-
-    def _join(self) -> None:
-        # quit() directly, not through a queued finished -> quit connection that could not run while this
-        # thread is blocked in wait() (see the training controller).
-        self._thread.quit()
-        self._thread.wait()
-        self._thread = self._worker = self._cancel = None
-
-    # -- the worker's signals, re-emitted in the GUI thread ---------------------------------------------
-    # Each slot ignores signals that arrive after `shutdown` (no worker any more).
-
-    @Slot(int, int, str)
-    def _on_preparation_progressed(self, done: int, total: int, what: str) -> None:
-        if self._worker is not None:
-            self.preparation_progressed.emit(done, total, what)
-
-    @Slot(object)
-    def _on_run_started(self, event) -> None:
-        if self._worker is not None:
-            self.run_started.emit(event)
-
-    @Slot(object)
-    def _on_batches_ended(self, batches) -> None:
-        if self._worker is not None:
-            self.batches_ended.emit(batches)
-
-    @Slot(object)
-    def _on_epoch_ended(self, event) -> None:
-        if self._worker is not None:
-            self.epoch_ended.emit(event)
-
-    @Slot(str, str)
-    def _on_message_logged(self, level: str, text: str) -> None:
-        if self._worker is not None:
-            self.message_logged.emit(level, text)
+        self._launch(worker, cancel, "ikd-experiment")
 
     @Slot(int, int, str, bool)
     def _on_run_began(self, index: int, total: int, name: str, resuming: bool) -> None:
@@ -216,8 +139,5 @@ class ExperimentController(QObject):
 
     @Slot(object)
     def _on_experiment_finished(self, result: ExperimentResult) -> None:
-        if self._worker is None:
-            return
-        self._join()
-        self.running_changed.emit(False)
-        self.experiment_finished.emit(result)
+        if self._finish():
+            self.experiment_finished.emit(result)
