@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from PySide6.QtCore import Qt
 
 from ikd_gui.engine.metrics import classification_metrics
 from ikd_gui.gui.widgets.summary import RunSummary
@@ -52,3 +53,23 @@ def test_a_run_stopped_before_any_epoch_has_no_checkpoint(summary, tmp_path):
     assert summary._status.text() == "Stopped by you"
     assert "No checkpoint" in summary._details.text()
     assert summary.open_viewer_button.isHidden() and summary.validation.isHidden() and summary.test.isHidden()
+
+
+def test_export_writes_a_model_that_matches_the_checkpoint(summary, trained, tmp_path, monkeypatch, qtbot):
+    import torch
+
+    from ikd_gui.engine.inference import Predictor
+
+    summary.show_run(trained["run"])
+    assert not summary.export_button.isHidden()
+    target = tmp_path / "student.pt"
+    monkeypatch.setattr("ikd_gui.gui.widgets.summary.QFileDialog.getSaveFileName",
+                        lambda *args: (str(target), "TorchScript model (*.pt)"))
+    qtbot.mouseClick(summary.export_button, Qt.MouseButton.LeftButton)
+    exported = torch.jit.load(str(target))
+    predictor = Predictor(summary.checkpoint())
+    grey = torch.randint(0, 256, (2, predictor.image_size, predictor.image_size), dtype=torch.uint8)
+    expected = predictor.probabilities(grey)
+    with torch.inference_mode():
+        logits = exported(grey.unsqueeze(1).float() / 255.0)
+    torch.testing.assert_close(torch.softmax(logits, 1).numpy(), expected, atol=1e-4, rtol=0)

@@ -13,9 +13,11 @@ import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QUrl, Qt, Signal
 from PySide6.QtGui import QColor, QDesktopServices, QPalette
-from PySide6.QtWidgets import (QAbstractItemView, QGroupBox, QHBoxLayout, QLabel, QPushButton,
-                               QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QAbstractItemView, QApplication, QFileDialog, QGroupBox, QHBoxLayout, QLabel,
+                               QMessageBox, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout, QWidget)
 
+from ...engine.errors import IKDError
+from ...engine.export import export_checkpoint
 from ...engine.metrics import roc_curve
 from ...engine.runs import read_summary
 from .theme import SCHEDULE_COLOUR, STUDENT_COLOUR, ThemedPlotArea
@@ -168,6 +170,10 @@ class RunSummary(QWidget):
         self.open_viewer_button = QPushButton("Open in viewer", self)
         self.open_viewer_button.setToolTip("Classify images with the best checkpoint in the Viewer tab")
         self.open_viewer_button.clicked.connect(lambda: self.open_in_viewer_requested.emit(self._checkpoint))
+        self.export_button = QPushButton("Export…", self)
+        self.export_button.setToolTip("Write the best checkpoint as ONNX or TorchScript, with its preprocessing built "
+                                      "in, for use outside IKD Studio")
+        self.export_button.clicked.connect(self._choose_export_file)
         self._open_folder_button = QPushButton("Open run folder", self)
         self._open_folder_button.setToolTip("Show the run's logs and checkpoints in the file manager")
         self._open_folder_button.clicked.connect(
@@ -177,6 +183,7 @@ class RunSummary(QWidget):
 
         buttons = QHBoxLayout()
         buttons.addWidget(self.open_viewer_button)
+        buttons.addWidget(self.export_button)
         buttons.addWidget(self._open_folder_button)
         buttons.addStretch(1)
         layout = QVBoxLayout(self)
@@ -192,7 +199,8 @@ class RunSummary(QWidget):
         self._run_dir = self._checkpoint = None
         self._status.setText("No finished run yet.")
         self._details.setText("When a run ends, its results appear here. Earlier runs are in the History tab.")
-        for widget in (self.open_viewer_button, self._open_folder_button, self.validation, self.test):
+        for widget in (self.open_viewer_button, self.export_button, self._open_folder_button, self.validation,
+                       self.test):
             widget.hide()
 
     def show_run(self, run_dir: str | Path) -> None:
@@ -217,6 +225,7 @@ class RunSummary(QWidget):
             lines.append(f"Run folder: {run_dir}")
         self._details.setText("\n".join(lines))
         self.open_viewer_button.setVisible(self._checkpoint is not None)
+        self.export_button.setVisible(self._checkpoint is not None)
         self._open_folder_button.setVisible(run_dir is not None)
         classes = summary.get("classes") or []
         for view, key in ((self.validation, "best_val"), (self.test, "test")):
@@ -226,6 +235,25 @@ class RunSummary(QWidget):
 
     def checkpoint(self) -> str | None:
         return self._checkpoint
+
+    def export_to(self, path: str, format: str) -> dict:
+        """Export the best checkpoint (engine: export_checkpoint); raises IKDError with a one-line reason."""
+        QApplication.setOverrideCursor(Qt.CursorShape.WaitCursor)  # a few seconds for a large network
+        try:
+            return export_checkpoint(self._checkpoint, format, path)
+        finally:
+            QApplication.restoreOverrideCursor()
+
+    def _choose_export_file(self) -> None:
+        filters = {"ONNX model (*.onnx)": "onnx", "TorchScript model (*.pt)": "torchscript"}
+        suggested = str(Path(self._checkpoint).with_suffix(".onnx"))
+        path, chosen = QFileDialog.getSaveFileName(self, "Export the best checkpoint", suggested, ";;".join(filters))
+        if not path:
+            return
+        try:
+            self.export_to(path, filters[chosen])
+        except IKDError as exc:
+            QMessageBox.warning(self, "Export failed", str(exc))
 
 
 def _demo() -> None:  # pragma: no cover - a manual preview with fake data
