@@ -71,15 +71,6 @@ class DatasetScan:
             table[split] = per_class
         return table
 
-    def describe(self) -> str:
-        lines = [f"{self.root} ({self.layout} layout, {self.label_scheme} labels)"]
-        for split, per_class in self.counts().items():
-            total = sum(per_class.values())
-            detail = ", ".join(f"{name} {n}" for name, n in per_class.items())
-            lines.append(f"  {split}: {total} images ({detail})")
-        if self.skipped:
-            lines.append(f"  skipped {len(self.skipped)} files")
-        return "\n".join(lines)
 
 
 def is_hidden(name: str) -> bool:
@@ -384,7 +375,6 @@ def cache_key(paths: Iterable[Path], size: int) -> str:
 class DecodedImages:
     """Pixels of a list of files at one resolution: uint8 [N, size, size], plus the files that failed."""
 
-    paths: list[Path]
     pixels: np.ndarray
     ok: np.ndarray  # bool [N]: False where the file could not be decoded
     errors: dict[str, str]  # path -> reason
@@ -406,7 +396,7 @@ def decode_all(paths: Sequence[Path], size: int, cache_dir: Path | None = None,
         loaded = _load_cache_entry(entry, len(paths), size)
         if loaded is not None:
             pixels, ok, errors = loaded
-            return DecodedImages(paths, pixels, ok, errors, from_cache=True)
+            return DecodedImages(pixels, ok, errors, from_cache=True)
 
     pixels = np.zeros((len(paths), size, size), np.uint8)
     ok = np.zeros(len(paths), bool)
@@ -422,7 +412,7 @@ def decode_all(paths: Sequence[Path], size: int, cache_dir: Path | None = None,
 
     if entry is not None:
         _store_cache_entry(entry, pixels, ok, errors)
-    return DecodedImages(paths, pixels, ok, errors, from_cache=False)
+    return DecodedImages(pixels, ok, errors, from_cache=False)
 
 
 def _load_cache_entry(entry: Path, count: int, size: int):

@@ -56,7 +56,6 @@ class RunFolder(_CheckpointPaths):
 
     def __init__(self, path: Path, metric_columns: list[str]):
         self.path = path
-        self.metric_columns = metric_columns
         self.checkpoints = path / "checkpoints"
         self.checkpoints.mkdir(parents=True, exist_ok=True)
         self._metrics = _open_csv(path / METRICS_FILE, metric_columns)

@@ -194,7 +194,7 @@ class SetupPanel(QWidget):
             self.optimizer_box.setCurrentText(config.optimizer)
             self.seed_box.setValue(config.seed)
             self.device_box.setCurrentIndex(max(self.device_box.findData(config.device), 0))
-            self.amp_box.setChecked(config.amp)
+            self.amp_box.setChecked(config.amp not in (False, "off"))  # the engine also takes "bf16"/"fp16"
             self.output_field.set_path(config.out, notify=False)
             self._scan_dataset()
             self._read_teacher()
